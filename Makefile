@@ -1,0 +1,33 @@
+# The two commands a newcomer runs: `make demo` and `make test`. Each sets itself up on first use.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: demo test lint bench bench-check e2e clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check torch==2.13.0
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,semantic]'
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m claudeforce_nb demo
+
+test: $(STAMP)
+	$(PY) -m claudeforce_nb validate
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(PY) -m ruff check claudeforce_nb tests benchmarks
+	$(PY) -m mypy
+
+bench: $(STAMP)
+	$(PY) -m benchmarks.run
+
+bench-check: $(STAMP)
+	$(PY) -m benchmarks.run --check
+
+clean:
+	rm -rf $(VENV) .claudeforce demo build dist

@@ -1,0 +1,191 @@
+"""The only module that imports anthropic: builds the SDK clients for the chosen backend and maps
+SDK errors into our hierarchy, once, at this boundary.
+
+Backend `simulated` hands the SDK an httpx2 client whose transport is the simulator, so retries,
+SSE parsing and error classes are the SDK's own. Backend `anthropic` is the real API. Every HTTP
+attempt (first try and retries) is counted into the calling task's `attempt_counter()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import logging
+import os
+import threading
+import weakref
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from . import errors
+from .config import Settings, get_settings
+
+if TYPE_CHECKING:
+    import anthropic
+
+__all__ = ["async_client", "attempt_counter", "backend", "map_sdk_error", "sync_client"]
+
+log = logging.getLogger("claudeforce_nb.client")
+SIMULATED_KEY = "sk-ant-simulated-offline"  # not a secret: the simulator accepts any key
+SIMULATED_BASE_URL = "http://claude-simulator.invalid"
+
+_attempts: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("cf_attempts", default=None)
+_lock = threading.Lock()
+_announced = False
+_sync_clients: dict[tuple[Any, ...], Any] = {}
+_async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[Any, ...], Any]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+@contextlib.contextmanager
+def attempt_counter() -> Iterator[list[int]]:
+    """Count the HTTP attempts made inside this block (in this thread / task)."""
+    counter = [0]
+    token = _attempts.set(counter)
+    try:
+        yield counter
+    finally:
+        _attempts.reset(token)
+
+
+def _count_request(_request: object) -> None:
+    counter = _attempts.get()
+    if counter is not None:
+        counter[0] += 1
+
+
+async def _acount_request(request: object) -> None:
+    _count_request(request)
+
+
+def backend(settings: Settings | None = None) -> str:
+    """'anthropic' or 'simulated'; the automatic choice is announced once per process."""
+    global _announced
+    s = settings or get_settings()
+    chosen = s.resolved_backend
+    if chosen == "anthropic" and not os.environ.get("ANTHROPIC_API_KEY"):
+        raise errors.ConfigError(
+            "Backend 'anthropic' needs an API key but ANTHROPIC_API_KEY is not set.",
+            hint="Set ANTHROPIC_API_KEY, or use CLAUDEFORCE_BACKEND=simulated to work offline.",
+        )
+    if s.backend is None and chosen == "simulated" and not _announced:
+        _announced = True
+        log.warning(
+            "No ANTHROPIC_API_KEY found: using the offline Claude simulator (answers are simulated). "
+            "Set ANTHROPIC_API_KEY to call Claude."
+        )
+    return chosen
+
+
+def _key(s: Settings, kind: str) -> tuple[Any, ...]:
+    chosen = backend(s)
+    sim_id: int | None = None
+    if chosen == "simulated":
+        from .simulator import get_simulator
+
+        sim_id = id(get_simulator())
+    return (kind, chosen, sim_id, s.max_retries, s.timeout_s, os.environ.get("ANTHROPIC_BASE_URL"))
+
+
+def sync_client(settings: Settings | None = None) -> anthropic.Anthropic:
+    s = settings or get_settings()
+    key = _key(s, "sync")
+    client = _sync_clients.get(key)
+    if client is None:
+        with _lock:
+            client = _sync_clients.get(key) or _build(s, key[1], is_async=False)
+            _sync_clients[key] = client
+    return client
+
+
+def async_client(settings: Settings | None = None) -> anthropic.AsyncAnthropic:
+    """One client per event loop: an async connection pool belongs to the loop that opened it."""
+    s = settings or get_settings()
+    key = _key(s, "async")
+    loop = asyncio.get_running_loop()
+    with _lock:
+        per_loop = _async_clients.setdefault(loop, {})
+        client = per_loop.get(key)
+        if client is None:
+            client = per_loop[key] = _build(s, key[1], is_async=True)
+    return client
+
+
+def _build(s: Settings, chosen: str, *, is_async: bool) -> Any:
+    import anthropic
+    import httpx2
+
+    common: dict[str, Any] = {"max_retries": s.max_retries, "timeout": s.timeout_s}
+    if chosen == "simulated":
+        from .simulator import get_simulator
+        from .simulator.transport import async_transport, sync_transport
+
+        sim = get_simulator()
+        if is_async:
+            http: Any = httpx2.AsyncClient(transport=async_transport(sim),
+                                           event_hooks={"request": [_acount_request]})
+            return anthropic.AsyncAnthropic(api_key=SIMULATED_KEY, base_url=SIMULATED_BASE_URL,
+                                            http_client=http, **common)
+        http = httpx2.Client(transport=sync_transport(sim), event_hooks={"request": [_count_request]})
+        return anthropic.Anthropic(api_key=SIMULATED_KEY, base_url=SIMULATED_BASE_URL, http_client=http, **common)
+    if is_async:
+        http = anthropic.DefaultAsyncHttpxClient(event_hooks={"request": [_acount_request]})
+        return anthropic.AsyncAnthropic(http_client=http, **common)
+    http = anthropic.DefaultHttpxClient(event_hooks={"request": [_count_request]})
+    return anthropic.Anthropic(http_client=http, **common)
+
+
+def reset_clients() -> None:
+    with _lock:
+        _sync_clients.clear()
+        _async_clients.clear()
+
+
+_STATUS_MAP: dict[int, tuple[type[errors.APIError], str]] = {
+    400: (errors.BadRequestError, "Check the request (model, max_tokens, prompt size)."),
+    401: (errors.AuthenticationError, "Check ANTHROPIC_API_KEY (it was rejected)."),
+    403: (errors.AuthenticationError, "Your key lacks permission for this request."),
+    404: (errors.BadRequestError, "Check the model name; `cf.pricing_table()` lists known models."),
+    413: (errors.BadRequestError, "The prompt is too large: shorten the task or the context."),
+    429: (errors.RateLimitError, "Rate limited after retries: lower concurrency or wait a minute."),
+    500: (errors.ServerError, "The API had an internal error after retries: try again shortly."),
+    529: (errors.OverloadedError, "The API is overloaded after retries: try again shortly or use another model."),
+}
+_BODY_TYPES: dict[str, type[errors.APIError]] = {
+    "overloaded_error": errors.OverloadedError,
+    "rate_limit_error": errors.RateLimitError,
+    "api_error": errors.ServerError,
+    "authentication_error": errors.AuthenticationError,
+}
+
+
+def map_sdk_error(exc: BaseException) -> errors.ClaudeforceError | None:
+    """Our error for an SDK/transport exception, or None if `exc` is not from the SDK."""
+    import anthropic
+
+    if isinstance(exc, anthropic.APITimeoutError):
+        return errors.APITimeoutError("The request to Claude timed out after retries.",
+                                      hint="Try again, or raise the timeout_s setting.")
+    if isinstance(exc, anthropic.APIConnectionError):
+        return errors.APIConnectionError("Could not reach the Claude API.",
+                                         hint="Check the network or ANTHROPIC_BASE_URL.")
+    if isinstance(exc, anthropic.APIStatusError):
+        status = exc.status_code
+        body = exc.body if isinstance(exc.body, dict) else {}
+        err = body.get("error", body) if isinstance(body, dict) else {}
+        etype = err.get("type") if isinstance(err, dict) else None
+        message = err.get("message") if isinstance(err, dict) else None
+        request_id = getattr(exc, "request_id", None)
+        if status == 200 and etype in _BODY_TYPES:  # an error event in the middle of a stream
+            cls = _BODY_TYPES[etype]
+            return cls(f"The stream broke off: {message or etype}.", hint="Run the cell again.",
+                       status_code=status, request_id=request_id)
+        cls, hint = _STATUS_MAP.get(status, (errors.ServerError if status >= 500 else errors.BadRequestError,
+                                              "See the message above."))
+        return cls(f"Claude API error {status}: {message or exc.message}.", hint=hint, status_code=status,
+                   request_id=request_id)
+    if isinstance(exc, anthropic.AnthropicError):
+        return errors.APIError(f"Claude SDK error: {exc}.", hint="See the message for details.")
+    return None

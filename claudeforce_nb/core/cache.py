@@ -1,0 +1,144 @@
+"""Response cache: SQLite, process-safe (WAL + busy timeout), TTL and a size cap with LRU eviction.
+
+The key is a hash of everything that changes the answer (model, full system prompt, messages,
+temperature, max_tokens), so editing an agent or skill file changes the key and a stale answer is
+never served. A corrupt database file is moved aside and rebuilt, with one warning.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+__all__ = ["ResponseCache", "cache_key"]
+
+log = logging.getLogger("claudeforce_nb.cache")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS responses (
+    key TEXT PRIMARY KEY,
+    created REAL NOT NULL,
+    accessed REAL NOT NULL,
+    size INTEGER NOT NULL,
+    payload TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS idx_responses_accessed ON responses(accessed);
+"""
+
+
+def cache_key(params: dict[str, Any]) -> str:
+    """Stable hash of the request parameters that determine the answer."""
+    relevant = {k: params.get(k) for k in ("model", "system", "messages", "temperature", "max_tokens")}
+    blob = json.dumps(relevant, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+class ResponseCache:
+    def __init__(self, path: Path, *, ttl_s: float = 86400.0, max_mb: float = 100.0,
+                 clock: Any = time.time) -> None:
+        self.path = Path(path)
+        self.ttl_s = ttl_s
+        self.max_bytes = int(max_mb * 1024 * 1024)
+        self.clock = clock
+        self._local = threading.local()
+        self._writes = 0
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._open()
+            self._local.conn = conn
+        return conn
+
+    def _open(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for attempt in range(2):
+            try:
+                conn = sqlite3.connect(self.path, timeout=10.0, isolation_level=None, check_same_thread=False)
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA busy_timeout=10000")
+                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.executescript(_SCHEMA)
+                return conn
+            except sqlite3.DatabaseError:
+                if attempt:
+                    raise
+                self._quarantine()
+        raise AssertionError("unreachable")
+
+    def _quarantine(self) -> None:
+        bad = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
+        log.warning("Response cache %s was unreadable; moved it to %s and started a new one.", self.path, bad)
+        for suffix in ("", "-wal", "-shm"):
+            p = Path(str(self.path) + suffix)
+            if p.exists():
+                p.replace(Path(str(bad) + suffix))
+
+    def _run(self, fn: Any) -> Any:
+        try:
+            return fn(self._conn())
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+                return None  # a busy cache is a miss, never an error
+            self._local.conn = None
+            self._quarantine()
+            return fn(self._conn())
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        now = self.clock()
+
+        def op(conn: sqlite3.Connection) -> dict[str, Any] | None:
+            row = conn.execute("SELECT created, payload FROM responses WHERE key=?", (key,)).fetchone()
+            if row is None:
+                return None
+            if row[0] < now - self.ttl_s:
+                conn.execute("DELETE FROM responses WHERE key=?", (key,))
+                return None
+            conn.execute("UPDATE responses SET accessed=? WHERE key=?", (now, key))
+            try:
+                payload = json.loads(row[1])
+            except ValueError:
+                return None
+            return payload if isinstance(payload, dict) else None
+
+        result: dict[str, Any] | None = self._run(op)
+        return result
+
+    def set(self, key: str, payload: dict[str, Any]) -> None:
+        blob = json.dumps(payload, separators=(",", ":"))
+        now = self.clock()
+
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT OR REPLACE INTO responses(key, created, accessed, size, payload) VALUES (?,?,?,?,?)",
+                (key, now, now, len(blob), blob),
+            )
+            self._evict(conn)
+
+        self._run(op)
+
+    def _evict(self, conn: sqlite3.Connection) -> None:
+        total = conn.execute("SELECT COALESCE(SUM(size), 0) FROM responses").fetchone()[0]
+        if total <= self.max_bytes:
+            return
+        excess = total - self.max_bytes
+        rows = conn.execute("SELECT key, size FROM responses ORDER BY accessed ASC").fetchall()
+        doomed = []
+        for key, size in rows:
+            if excess <= 0:
+                break
+            doomed.append((key,))
+            excess -= size
+        conn.executemany("DELETE FROM responses WHERE key=?", doomed)
+
+    def clear(self) -> None:
+        self._run(lambda conn: conn.execute("DELETE FROM responses"))
+
+    def __len__(self) -> int:
+        return int(self._run(lambda conn: conn.execute("SELECT COUNT(*) FROM responses").fetchone()[0]) or 0)

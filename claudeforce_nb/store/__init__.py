@@ -1,0 +1,1 @@
+"""Durable stores: the metrics append log and the SQLite agent memory."""
