@@ -11,6 +11,7 @@ import pytest
 
 from claudeforce_nb import client as cf_client
 from claudeforce_nb.config import reset_settings
+from claudeforce_nb.core.resilience import reset_breakers
 from claudeforce_nb.simulator import Simulator, use_simulator
 
 REPO = Path(__file__).resolve().parent.parent
@@ -35,6 +36,7 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.chdir(work)
     reset_settings()
     cf_client.reset_clients()
+    reset_breakers()  # a circuit opened by one test's scripted faults must not refuse the next test's calls
     yield home
     reset_settings()
     cf_client.reset_clients()

@@ -23,6 +23,7 @@ from ..definitions import AgentSpec, library
 from ..pricing import Usage, get_pricing, tier_of
 from ..store.metrics import SESSION_ID, MetricsLog, metrics_dir, now_iso
 from .cache import ResponseCache, cache_key
+from .resilience import circuit_breaker
 from .results import AgentResult, Route
 
 __all__ = ["arun_agent", "metrics_log", "response_cache", "run_agent"]
@@ -305,9 +306,13 @@ def run_agent(
     if hit is not None:
         return hit
     client = sync_client(call.settings)
+    breaker = circuit_breaker(call.backend, call.model)
+    refused = breaker.admit()
+    if refused is not None:  # the model keeps failing: answer at once, send nothing
+        return finish_error(call, refused, attempts=0)
     call.t0 = time.perf_counter()  # latency is the call's, not the client's first-use import
     ttft: float | None = None
-    with attempt_counter() as attempts:
+    with attempt_counter() as attempts, breaker.settling() as outcome:
         try:
             if stream or on_text is not None:
                 with client.messages.stream(**call.params) as s:
@@ -321,9 +326,11 @@ def run_agent(
                 message = client.messages.create(**call.params)
         except BaseException as exc:  # noqa: B036 - KeyboardInterrupt is recorded, then re-raised
             result = finish_error(call, exc, attempts=attempts[0])
+            outcome.error_type = result.error_type
             if isinstance(exc, KeyboardInterrupt):
                 raise
             return result
+        outcome.error_type = None  # the API answered
     return finish_ok(call, message, ttft_ms=ttft, attempts=attempts[0])
 
 
@@ -343,9 +350,13 @@ async def arun_agent(
     if hit is not None:
         return hit
     client = async_client(call.settings)
+    breaker = circuit_breaker(call.backend, call.model)
+    refused = breaker.admit()
+    if refused is not None:
+        return finish_error(call, refused, attempts=0)
     call.t0 = time.perf_counter()
     ttft: float | None = None
-    with attempt_counter() as attempts:
+    with attempt_counter() as attempts, breaker.settling() as outcome:
         try:
             if stream or on_text is not None:
                 async with client.messages.stream(**call.params) as s:
@@ -359,9 +370,11 @@ async def arun_agent(
                 message = await client.messages.create(**call.params)
         except BaseException as exc:  # noqa: B036 - cancellation is recorded, then re-raised
             result = finish_error(call, exc, attempts=attempts[0])
+            outcome.error_type = result.error_type
             if isinstance(exc, (KeyboardInterrupt, asyncio.CancelledError)):
                 raise
             return result
+        outcome.error_type = None  # the API answered
     return finish_ok(call, message, ttft_ms=ttft, attempts=attempts[0])
 
 
