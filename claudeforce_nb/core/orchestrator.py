@@ -95,7 +95,6 @@ def prepare(
     spec = library().agent(agent) if isinstance(agent, str) else agent
     if not isinstance(task, str) or not task.strip():
         raise errors.EmptyTaskError(f"The task for {spec.name} is empty.", hint="Write what the agent should do.")
-    chosen_backend = backend(s)
     if model is not None:
         resolved = resolve_model(model)
         r = Route(resolved, tier_of(resolved) or "sonnet", 1.0, (f"model {resolved} was asked for explicitly",))
@@ -127,7 +126,9 @@ def prepare(
     # of anthropic 2.x takes no sampling parameters.
     del temperature
     use_cache = cache and s.cache and spec.cache
-    return Call(spec, task, r, tuple(skills), params, s, chosen_backend,
+    # The backend (and its one-time announcement) comes after every user-input check, so a bad
+    # model or agent name is reported as one line.
+    return Call(spec, task, r, tuple(skills), params, s, backend(s),
                 cache_key(params) if use_cache else None, workflow_id, step_id)
 
 
@@ -216,9 +217,10 @@ def finish_error(call: Call, exc: BaseException, *, attempts: int) -> AgentResul
         error_type, status, message = "cancelled", "cancelled", "The call was interrupted."
     else:
         mapped = exc if isinstance(exc, errors.ClaudeforceError) else map_sdk_error(exc)
-        if mapped is None:
-            raise exc
-        error_type, status, message = mapped.error_type, "failed", str(mapped)
+        if mapped is None:  # not the API's failure (e.g. on_text raised): still recorded, then re-raised
+            error_type, status, message = "error", "failed", f"{type(exc).__name__}: {exc}"
+        else:
+            error_type, status, message = mapped.error_type, "failed", str(mapped)
     result = AgentResult(**_base(call), success=False, error_type=error_type, error=message, status=status,
                          latency_ms=latency, attempts=attempts, cost_usd=0.0, baseline_cost_usd=0.0)
     record(result)
@@ -327,7 +329,7 @@ def run_agent(
         except BaseException as exc:  # noqa: B036 - KeyboardInterrupt is recorded, then re-raised
             result = finish_error(call, exc, attempts=attempts[0])
             outcome.error_type = result.error_type
-            if isinstance(exc, KeyboardInterrupt):
+            if result.error_type in ("cancelled", "error"):
                 raise
             return result
         outcome.error_type = None  # the API answered
@@ -371,7 +373,7 @@ async def arun_agent(
         except BaseException as exc:  # noqa: B036 - cancellation is recorded, then re-raised
             result = finish_error(call, exc, attempts=attempts[0])
             outcome.error_type = result.error_type
-            if isinstance(exc, (KeyboardInterrupt, asyncio.CancelledError)):
+            if result.error_type in ("cancelled", "error"):
                 raise
             return result
         outcome.error_type = None  # the API answered

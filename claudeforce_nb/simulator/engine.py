@@ -147,8 +147,8 @@ class Simulator:
             for (m, pattern), fn in self.routes.items():
                 if m == method and "{id}" in pattern:
                     prefix, _, suffix = pattern.partition("{id}")
-                    if path.startswith(prefix) and path.endswith(suffix) and "/" not in path[len(prefix):len(path) - len(suffix)]:
-                        ident = path[len(prefix):len(path) - len(suffix)]
+                    ident = path[len(prefix):len(path) - len(suffix)]
+                    if path.startswith(prefix) and path.endswith(suffix) and ident and "/" not in ident:
                         return fn(ident, headers, body)
             return self._error(404, f"{method} {path} is not an endpoint of the simulated API")
         return route("", headers, body)

@@ -76,8 +76,20 @@ class SimulatorServer(ThreadingHTTPServer):
         return f"http://127.0.0.1:{self.server_address[1]}"
 
     def start(self) -> SimulatorServer:
-        threading.Thread(target=self.serve_forever, name="claudeforce-sim", daemon=True).start()
+        """Serve from a daemon thread; returns self so `SimulatorServer(sim).start()` reads well."""
+        self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="claudeforce-sim", daemon=True)
+        self._thread.start()
         return self
+
+    def stop(self) -> None:
+        """Stop serving and release the port."""
+        thread = getattr(self, "_thread", None)
+        if thread is not None:
+            self.shutdown()
+            thread.join(timeout=5)
+            self._thread = None
+        self.server_close()
 
 
 def serve(simulator: Simulator, port: int) -> None:

@@ -132,7 +132,8 @@ def simulated_answer(model: str, system: str, task: str, seed: int | None) -> st
     w = " ".join(words[:2])
     role = _role(system)
     parts = [f"## {_title(task)}", "", rng.choice(_INTROS).format(role=role), "", "### Approach"]
-    n_steps = {"haiku": 3, "sonnet": 4, "opus": 5}.get(next((t for t in ("haiku", "sonnet", "opus") if t in model), ""), 4)
+    tier = next((t for t in ("haiku", "sonnet", "opus") if t in model), "")
+    n_steps = {"haiku": 3, "sonnet": 4, "opus": 5}.get(tier, 4)  # bigger models answer at more length
     for i, step in enumerate(rng.sample(_STEPS, n_steps), 1):
         parts.append(f"{i}. {step.format(w=w)}")
     wants_code = bool(_CODE_WORDS.search(task)) or "```" in task
