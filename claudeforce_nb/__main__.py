@@ -30,8 +30,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         task = sys.stdin.read()
     result = run_agent(args.agent, task, model=args.model, stream=not args.no_stream, cache=not args.no_cache,
                        on_text=None if args.no_stream else (lambda t: print(t, end="", flush=True)))
-    if args.no_stream or result.cached:
-        print(result.text if result.success else "", end="")
+    if args.no_stream and result.success:  # otherwise on_text printed it (a cache hit too)
+        print(result.text, end="")
     print()
     if not result.success:
         print(f"error: {result.error}", file=sys.stderr)
@@ -75,7 +75,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _Parser(prog="python -m claudeforce_nb", description="Run Claude agents (offline simulator without a key).")
+    parser = _Parser(prog="python -m claudeforce_nb",
+                     description="Run Claude agents (offline simulator without a key).")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     p_run = sub.add_parser("run", help="run one agent on a task ('-' reads the task from stdin)")
     p_run.add_argument("agent")

@@ -71,6 +71,9 @@ def backend(settings: Settings | None = None) -> str:
             hint="Set ANTHROPIC_API_KEY, or use CLAUDEFORCE_BACKEND=simulated to work offline.",
         )
     if s.backend is None and chosen == "simulated" and not _announced:
+        from .simulator import get_simulator
+
+        get_simulator()  # a bad CLAUDEFORCE_SIM_* setting is reported on its own, before the announcement
         _announced = True
         log.warning(
             "No ANTHROPIC_API_KEY found: using the offline Claude simulator (answers are simulated). "
