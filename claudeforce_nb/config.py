@@ -8,16 +8,19 @@ at once without a restart.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import os
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
 
-__all__ = ["Settings", "configure", "get_settings", "reset_settings", "TIERS"]
+__all__ = ["Settings", "configure", "get_settings", "pinned_settings", "reset_settings", "TIERS"]
 
 TIERS = ("haiku", "sonnet", "opus")
 
@@ -165,6 +168,9 @@ def _fingerprint() -> tuple[Any, ...]:
 def get_settings() -> Settings:
     """The settings in force now."""
     global _cache
+    pinned = _pinned.get()
+    if pinned is not None:
+        return pinned
     key = _fingerprint()
     cached = _cache
     if cached is not None and cached[0] == key:
@@ -177,6 +183,24 @@ def get_settings() -> Settings:
         settings = Settings(**values)
         _cache = (key, settings)
         return settings
+
+
+_pinned: contextvars.ContextVar[Settings | None] = contextvars.ContextVar("cf_pinned_settings", default=None)
+
+
+@contextlib.contextmanager
+def pinned_settings(settings: Settings | None = None) -> Iterator[Settings]:
+    """Hold the settings fixed inside this block (this thread or task, and the tasks it starts).
+
+    A long job (map_agent over thousands of items) resolves them once: checking the environment
+    on every one of the ~10 lookups per call costs more than the rest of the call's bookkeeping.
+    """
+    pinned = settings or get_settings()
+    token = _pinned.set(pinned)
+    try:
+        yield pinned
+    finally:
+        _pinned.reset(token)
 
 
 def configure(**overrides: Any) -> Settings:

@@ -47,6 +47,7 @@ class Call:
     workflow_id: str | None = None
     step_id: str | None = None
     t0: float = field(default_factory=time.perf_counter)
+    task_hash: str | None = None  # when the task text is not at hand (a batch resumed without record_text)
 
     @property
     def model(self) -> str:
@@ -185,7 +186,10 @@ def _base(call: Call) -> dict[str, Any]:
     }
 
 
-def finish_ok(call: Call, message: Any, *, ttft_ms: float | None, attempts: int, batch: bool = False) -> AgentResult:
+def finish_ok(call: Call, message: Any, *, ttft_ms: float | None, attempts: int, batch: bool = False,
+              record_row: bool = True) -> AgentResult:
+    """The result of an answered call; its metrics row is appended unless `record_row` is False
+    (a batch result collected again after its row was written)."""
     latency = (time.perf_counter() - call.t0) * 1000
     usage = _usage_of(message)
     pricing = get_pricing()
@@ -207,11 +211,13 @@ def finish_ok(call: Call, message: Any, *, ttft_ms: float | None, attempts: int,
             "cache_write_tokens": usage.cache_write_tokens + usage.cache_write_1h_tokens,
             "stop_reason": result.stop_reason, "model": call.model,
         })
-    record(result, batch=batch)
+    if record_row:
+        record(result, batch=batch, task_hash=call.task_hash)
     return result
 
 
-def finish_error(call: Call, exc: BaseException, *, attempts: int) -> AgentResult:
+def finish_error(call: Call, exc: BaseException, *, attempts: int, batch: bool = False,
+                 record_row: bool = True) -> AgentResult:
     latency = (time.perf_counter() - call.t0) * 1000
     if isinstance(exc, (KeyboardInterrupt, asyncio.CancelledError)):
         error_type, status, message = "cancelled", "cancelled", "The call was interrupted."
@@ -223,7 +229,8 @@ def finish_error(call: Call, exc: BaseException, *, attempts: int) -> AgentResul
             error_type, status, message = mapped.error_type, "failed", str(mapped)
     result = AgentResult(**_base(call), success=False, error_type=error_type, error=message, status=status,
                          latency_ms=latency, attempts=attempts, cost_usd=0.0, baseline_cost_usd=0.0)
-    record(result)
+    if record_row:
+        record(result, batch=batch, task_hash=call.task_hash)
     log.info("call failed", extra={"agent": call.spec.name, "model": call.model, "error_type": error_type,
                                    "attempts": attempts, "duration_ms": round(latency, 1)})
     return result
@@ -252,13 +259,13 @@ def from_cache(call: Call, on_text: TextCallback | None) -> AgentResult | None:
     return result
 
 
-def record(result: AgentResult, *, batch: bool = False) -> None:
+def record(result: AgentResult, *, batch: bool = False, task_hash: str | None = None) -> None:
     """Append the one metrics row of a logical call."""
     s = get_settings()
     row: dict[str, Any] = {
         "timestamp": now_iso(),
         "agent_name": result.agent,
-        "task_hash": hashlib.sha256(result.task.encode()).hexdigest()[:16],
+        "task_hash": task_hash or hashlib.sha256(result.task.encode()).hexdigest()[:16],
         "success": result.success,
         "execution_time_ms": round(result.latency_ms, 3),
         "ttft_ms": None if result.ttft_ms is None else round(result.ttft_ms, 3),

@@ -8,6 +8,7 @@ requests and answers, so usage, count_tokens and the text always agree.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import random
 import re
@@ -38,6 +39,13 @@ _STOP = {
 
 def count_tokens(text: str) -> int:
     """Tokens in `text`: word pieces of up to four characters plus punctuation."""
+    if len(text) > 2000:  # system prompts repeat on every call: counted once, not per request
+        return _count_long(text)
+    return len(_TOKEN_RE.findall(text))
+
+
+@functools.lru_cache(maxsize=256)
+def _count_long(text: str) -> int:
     return len(_TOKEN_RE.findall(text))
 
 
