@@ -51,6 +51,7 @@ class Settings:
     skills_dirs: tuple[Path, ...] = (Path("skills"),)
     workflows_dirs: tuple[Path, ...] = (Path("workflows"),)
     skills_mode: str = "progressive"  # "progressive" | "all" | "none"
+    selector: str = "auto"  # agent selection: "auto" (semantic when installed) | "semantic" | "lexical"
     prompt_caching: bool = True  # send the system prompt with cache_control
     retention_days: int = 30  # metrics detail older than this is rolled up
     circuit_failures: int = 5  # consecutive failures that open a model's breaker
@@ -120,6 +121,8 @@ def _coerce(name: str, value: Any, source: str) -> Any:
             return value
         if name == "skills_mode" and value not in ("progressive", "all", "none"):
             raise ValueError("expected progressive, all or none")
+        if name == "selector" and value not in ("auto", "semantic", "lexical"):
+            raise ValueError("expected auto, semantic or lexical")
         return value if default is None or isinstance(value, type(default)) else type(default)(value)
     except (TypeError, ValueError) as exc:
         raise ConfigError(
