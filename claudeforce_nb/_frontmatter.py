@@ -12,6 +12,7 @@ fields into frozen specs and owns the search path, caching and lookups.
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import reprlib
 from collections.abc import Iterable, Mapping
@@ -424,4 +425,24 @@ def list_files(directory: Path, suffixes: tuple[str, ...]) -> list[Path]:
     except OSError:
         return []
     return [p for p in entries if p.suffix in suffixes and p.is_file()
-            and not p.name.startswith((".", "_")) and p.stem.lower() != "readme"]
+            and not p.name.startswith((".", "_")) and p.stem.lower() != "readme" and _inside(p, directory)]
+
+
+_outside_reported: set[Path] = set()
+
+
+def _inside(path: Path, directory: Path) -> bool:
+    """False for a symlink that leads out of its folder: names resolve only inside library folders."""
+    if not path.is_symlink():
+        return True
+    try:
+        if path.resolve().is_relative_to(directory.resolve()):
+            return True
+    except (OSError, RuntimeError):  # a symlink loop
+        pass
+    if path not in _outside_reported:
+        _outside_reported.add(path)
+        logging.getLogger("claudeforce_nb.definitions").warning(
+            "Ignoring %s: it is a symlink to a file outside %s; copy the file into the folder instead.",
+            path, directory)
+    return False
