@@ -245,6 +245,19 @@ def test_sequential_mode_runs_one_step_at_a_time_in_dependency_order(sim):
     assert all(prev_end <= start for (_, prev_end), (start, _) in zip(spans, spans[1:], strict=False))
 
 
+def test_under_a_concurrency_limit_the_step_with_the_longest_chain_ahead_goes_first(sim):
+    spec = workflow("priority", [
+        step("leaf1", "Explain list comprehensions."), step("leaf2", "Explain dict comprehensions."),
+        step("head", "Outline a parser."), step("mid", "Refine:\n{{ steps.head.output }}", ("head",)),
+        step("tail", "Finish:\n{{ steps.mid.output }}", ("mid",)),
+    ])
+    rec = Recorder()
+    result = run_workflow(spec, concurrency=1, on_event=rec)
+    assert result.success
+    assert [e.step_id for e in rec.events if e.state == "running"][0] == "head"
+    assert_order_respected(result, rec)
+
+
 # -- per-step model pins, cache, truncation ------------------------------------------------------
 
 def test_step_model_pin_is_sent_and_other_steps_are_routed(sim):
@@ -424,6 +437,27 @@ def test_ctrl_c_inside_a_running_loop_cancels_the_worker_and_records_the_running
         loop.close()
     assert ("slow", "cancelled") in {(r["step_id"], r["error_type"]) for r in rows(home)}
     assert [e.state for e in events if e.step_id == "slow"] == ["waiting", "running", "cancelled"]
+
+
+def test_a_bug_inside_a_step_cancels_the_others_and_propagates(fake, home, monkeypatch):
+    from claudeforce_nb.core import workflow as engine
+
+    real = engine.arun_agent
+
+    async def buggy(agent: str, task: str, **kw: Any) -> Any:
+        if task.startswith("BUG"):
+            await asyncio.sleep(0.05)
+            raise RuntimeError("bug in the engine")
+        return await real(agent, task, **kw)
+
+    monkeypatch.setattr(engine, "arun_agent", buggy)
+    rec = Recorder()
+    spec = workflow("buggy", [step("bug", "BUG: crash."), step("slow", "SLOW: audit everything."),
+                              step("after", "QUICK: use {{ steps.slow.output }}", ("slow",))])
+    with pytest.raises(RuntimeError, match="bug in the engine"):
+        run_workflow(spec, on_event=rec, cache=False)
+    assert [(r["step_id"], r["error_type"]) for r in rows(home)] == [("slow", "cancelled")]
+    assert rec.states("slow")[-1] == "cancelled" and rec.states("after") == ["waiting", "skipped"]
 
 
 # -- validation before any call ------------------------------------------------------------------

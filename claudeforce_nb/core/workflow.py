@@ -24,7 +24,7 @@ from graphlib import CycleError, TopologicalSorter
 from typing import Any
 
 from .. import errors
-from ..config import get_settings
+from ..config import get_settings, pinned_settings
 from ..definitions import WorkflowSpec, library, render_template
 from ..simulator.text import count_tokens, truncate_to_tokens
 from ._sync import run_coroutine_sync
@@ -153,6 +153,18 @@ def _budget_outputs(outputs: dict[str, str], budget: int) -> tuple[dict[str, str
     return cut, notes
 
 
+def _heights(graph: Mapping[str, tuple[str, ...]]) -> dict[str, int]:
+    """Steps in the longest chain from each step to the end (itself included)."""
+    dependents: dict[str, list[str]] = {sid: [] for sid in graph}
+    for sid, deps in graph.items():
+        for d in deps:
+            dependents[d].append(sid)
+    height: dict[str, int] = {}
+    for sid in reversed(list(TopologicalSorter(graph).static_order())):
+        height[sid] = 1 + max((height[d] for d in dependents[sid]), default=0)
+    return height
+
+
 class _Run:
     """The state of one workflow run (lives on the run's event loop)."""
 
@@ -173,6 +185,11 @@ class _Run:
         self.stop_reason: str | None = None
         self.cancel_reason = "cancelled: the workflow was cancelled"
         self.t0 = time.perf_counter()
+        self.settings = get_settings()
+        self.sorter: TopologicalSorter[str] = TopologicalSorter(self.graph)
+        self.height = _heights(self.graph)
+        self.pending: dict[str, asyncio.Task[None]] = {}
+        self.crash: BaseException | None = None
         self._event_error_logged = False
 
     def now_ms(self) -> float:
@@ -207,7 +224,7 @@ class _Run:
         latency = 0.0 if start is None else self.now_ms() - start
         return AgentResult(agent=st.agent, task=self.rendered.get(sid, ""), model=model, success=False,
                            error_type=error_type, error=reason, status=status, cost_usd=0.0, latency_ms=latency,
-                           workflow_id=self.wid, step_id=sid, backend=get_settings().resolved_backend,
+                           workflow_id=self.wid, step_id=sid, backend=self.settings.resolved_backend,
                            extra={"reason": reason})
 
     def finish(self, sid: str, result: AgentResult) -> None:
@@ -224,49 +241,63 @@ class _Run:
             self.stop_reason = f"not run: the workflow stopped after step '{sid}' failed ({result.error_type})"
         self.emit(sid, _STATE_OF[result.status], result)  # type: ignore[arg-type]
 
-    async def step(self, sid: str, sem: asyncio.Semaphore) -> None:
-        """Run one step and record its result while still holding its slot, so "running" events
-        never outnumber the concurrency limit."""
+    async def step(self, sid: str) -> None:
+        """Run one step, record its result while still holding its slot (so "running" events never
+        outnumber the limit), then submit the dependents it made ready, right here: no trip
+        through a central loop stands between a step's end and its dependents' start."""
         st = self.steps[sid]
-        async with sem:
-            self.started[sid] = self.now_ms()
-            self.emit(sid, "running")
-            try:
-                task = self.rendered[sid] = self.render(sid)
-                use_cache = self.cache and (st.cache if st.cache is not None else True)
-                result = await arun_agent(st.agent, task, model=st.model, cache=use_cache,
-                                          workflow_id=self.wid, step_id=sid)
-            except errors.ClaudeforceError as exc:  # e.g. an empty rendered task: no call was made
-                result = self.not_run(sid, "failed", exc.error_type, str(exc))
-            except asyncio.CancelledError:  # arun_agent has recorded its cancelled row
-                self.finish(sid, self.not_run(sid, "cancelled", "cancelled", self.cancel_reason))
-                raise
-            self.finish(sid, result)
+        try:
+            async with self.sem:
+                self.started[sid] = self.now_ms()
+                self.emit(sid, "running")
+                try:
+                    task = self.rendered[sid] = self.render(sid)
+                    use_cache = self.cache and (st.cache if st.cache is not None else True)
+                    result = await arun_agent(st.agent, task, model=st.model, cache=use_cache,
+                                              workflow_id=self.wid, step_id=sid)
+                except errors.ClaudeforceError as exc:  # e.g. an empty rendered task: no call was made
+                    result = self.not_run(sid, "failed", exc.error_type, str(exc))
+                except asyncio.CancelledError:  # arun_agent has recorded its cancelled row
+                    self.finish(sid, self.not_run(sid, "cancelled", "cancelled", self.cancel_reason))
+                    raise
+                self.finish(sid, result)
+            del self.pending[sid]
+            self.sorter.done(sid)
+            if self.stop_reason is None:
+                self.schedule()
+            if self.stop_reason is not None or not self.pending:
+                self.wake.set()
+        except Exception as exc:  # a bug, not an API failure: stop everything and raise it
+            self.pending.pop(sid, None)
+            self.crash = self.crash or exc
+            self.wake.set()
 
-    def schedule(self, sorter: TopologicalSorter[str], sem: asyncio.Semaphore,
-                 pending: dict[asyncio.Task[None], str]) -> None:
-        ready = list(sorter.get_ready())
+    def schedule(self) -> None:
+        """Submit every step whose dependencies are done, longest remaining chain first (the
+        semaphore serves waiters in order, so under a concurrency limit those go first)."""
+        ready = list(self.sorter.get_ready())
         while ready:
-            for sid in ready:
+            for sid in sorted(ready, key=lambda s: (-self.height[s], self.order[s])):
                 root = next((self.blocked[d] for d in self.graph[sid] if d in self.blocked), None)
                 if root is not None:  # on_error=continue: what depends on a failure is skipped
                     self.blocked[sid] = root
                     self.finish(sid, self.not_run(sid, "skipped", "skipped",
                                                   f"not run: step '{root}' it depends on failed"))
-                    sorter.done(sid)
+                    self.sorter.done(sid)
                 else:
-                    pending[asyncio.ensure_future(self.step(sid, sem))] = sid
-            ready = list(sorter.get_ready())
+                    self.pending[sid] = asyncio.ensure_future(self.step(sid))
+            ready = list(self.sorter.get_ready())
 
-    async def cancel(self, pending: dict[asyncio.Task[None], str], reason: str) -> None:
+    async def cancel(self, reason: str) -> None:
         """Cancel what is in flight and wait for it, so each call records itself as cancelled
         (steps still waiting for a slot are left to `skip_rest`)."""
         self.cancel_reason = "cancelled: " + reason.removeprefix("not run: ")
-        for t in pending:
+        tasks = list(self.pending.values())
+        for t in tasks:
             t.cancel()
-        if pending:
-            await asyncio.wait(pending)
-        pending.clear()
+        if tasks:
+            await asyncio.wait(tasks)
+        self.pending.clear()
 
     def skip_rest(self, reason: str) -> None:
         for sid in self.steps:
@@ -274,27 +305,27 @@ class _Run:
                 self.finish(sid, self.not_run(sid, "skipped", "skipped", reason))
 
     async def execute(self) -> WorkflowResult:
-        sorter: TopologicalSorter[str] = TopologicalSorter(self.graph)
-        sorter.prepare()
-        sem = asyncio.Semaphore(self.limit)
-        pending: dict[asyncio.Task[None], str] = {}
+        # One settings snapshot for the whole run: every step sees the same, and no step pays for
+        # re-resolving them.
+        with pinned_settings(self.settings):
+            return await self._execute()
+
+    async def _execute(self) -> WorkflowResult:
+        self.sorter.prepare()
+        self.sem, self.wake = asyncio.Semaphore(self.limit), asyncio.Event()
         for sid in self.steps:
             self.emit(sid, "waiting")
         self.t0 = time.perf_counter()
         try:
-            self.schedule(sorter, sem, pending)
-            while pending:
-                done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                for t in sorted(done, key=lambda t: self.order[pending[t]]):
-                    sid = pending.pop(t)
-                    t.result()  # a bug in a step (not an API failure) propagates
-                    sorter.done(sid)
-                if self.stop_reason is not None:
-                    await self.cancel(pending, self.stop_reason)
-                    break
-                self.schedule(sorter, sem, pending)
+            self.schedule()
+            if self.pending:
+                await self.wake.wait()
+            if self.crash is not None:
+                raise self.crash
+            if self.stop_reason is not None:
+                await self.cancel(self.stop_reason)
         except BaseException:
-            await self.cancel(pending, "not run: the workflow was cancelled")
+            await self.cancel("not run: the workflow was cancelled")
             self.skip_rest("not run: the workflow was cancelled")
             raise
         self.skip_rest(self.stop_reason or "not run")
