@@ -29,5 +29,9 @@ bench: $(STAMP)
 bench-check: $(STAMP)
 	$(PY) -m benchmarks.run --check
 
+# The real-browser check: JupyterLab + headless Chromium (installs Debian's chromium if missing).
+e2e: $(STAMP)
+	PY=$(PY) bash tests/e2e/run.sh
+
 clean:
 	rm -rf $(VENV) .claudeforce demo build dist
