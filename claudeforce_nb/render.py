@@ -11,17 +11,17 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .core.results import AgentResult
-    from .definitions import AgentSpec, StepSpec, WorkflowSpec
+    from .definitions import AgentSpec, WorkflowSpec
 
 __all__ = [
-    "CodeBlock", "NodeView", "Rendered", "agent_card", "agents_table", "code_blocks", "dag_layers", "dag_svg",
-    "markdown_html", "result_html", "result_text", "workflow_card", "workflows_table",
+    "CodeBlock", "Rendered", "agent_card", "agents_table", "code_blocks", "markdown_html", "result_html",
+    "result_text", "table_html", "table_text", "workflows_table",
 ]
 
 _BADGE = "border-radius:4px;padding:1px 6px;font-size:11px;margin-left:4px"
@@ -276,7 +276,7 @@ def _clip(text: str, width: int = 70) -> str:
     return text if len(text) <= width else text[:width - 1] + "…"
 
 
-def _table_text(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+def table_text(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
              for row in (header, *rows)]
@@ -284,7 +284,7 @@ def _table_text(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
-def _table_html(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+def table_html(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     head = "".join(f'<th style="text-align:left">{html.escape(h)}</th>' for h in header)
     body = "".join("<tr>" + "".join(f'<td style="text-align:left">{html.escape(c)}</td>' for c in row) + "</tr>"
                    for row in rows)
@@ -294,7 +294,7 @@ def _table_html(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 def agents_table(specs: Sequence[AgentSpec]) -> Rendered:
     header = ("name", "description", "skills", "pin")
     rows = [(s.name, s.description, ", ".join(s.skills), _pin(s)) for s in specs]
-    return Rendered(_table_text(header, [(n, _clip(d), sk, p) for n, d, sk, p in rows]), _table_html(header, rows))
+    return Rendered(table_text(header, [(n, _clip(d), sk, p) for n, d, sk, p in rows]), table_html(header, rows))
 
 
 def agent_card(spec: AgentSpec) -> Rendered:
@@ -312,103 +312,4 @@ def agent_card(spec: AgentSpec) -> Rendered:
 def workflows_table(specs: Sequence[WorkflowSpec]) -> Rendered:
     header = ("name", "description", "inputs", "steps")
     rows = [(w.name, w.description, ", ".join(w.inputs), str(len(w.steps))) for w in specs]
-    return Rendered(_table_text(header, [(n, _clip(d), i, k) for n, d, i, k in rows]), _table_html(header, rows))
-
-
-def workflow_card(spec: WorkflowSpec) -> Rendered:
-    lines = [f"{spec.name}: {spec.description}", f"inputs: {', '.join(spec.inputs) or '(none)'}", "steps:"]
-    for step in spec.steps:
-        after = f" after {', '.join(step.depends_on)}" if step.depends_on else ""
-        lines.append(f"  {step.id} ({step.agent}){after}")
-    usage = " ".join(f"{i}=$my_{i}" for i in spec.inputs)
-    lines.append(f"run: %workflow {spec.name} {usage}".rstrip())
-    head = (f"<b>{html.escape(spec.name)}</b> — {html.escape(spec.description)}<br>"
-            f"inputs: <code>{html.escape(', '.join(spec.inputs) or '(none)')}</code>")
-    nodes = {s.id: NodeView(agent=s.agent) for s in spec.steps}
-    return Rendered("\n".join(lines), f'<div class="cf-workflow">{head}{dag_svg(spec.steps, nodes)}</div>')
-
-
-# --- workflow DAG --------------------------------------------------------------------------------
-
-@dataclass
-class NodeView:
-    """What the DAG shows for one step."""
-
-    agent: str = ""
-    state: str = "waiting"  # waiting | running | done | failed | cancelled | skipped
-    latency_ms: float | None = None
-    cost_usd: float | None = None
-    model: str | None = None
-
-
-_NODE_COLORS = {
-    "waiting": ("#f3f4f6", "#9ca3af"), "running": ("#dbeafe", "#2563eb"), "done": ("#dcfce7", "#16a34a"),
-    "failed": ("#fee2e2", "#dc2626"), "cancelled": ("#fef3c7", "#d97706"), "skipped": ("#f9fafb", "#d1d5db"),
-}
-_W, _H, _GAP_X, _GAP_Y, _PAD = 180, 58, 50, 16, 8
-
-
-def dag_layers(steps: Sequence[StepSpec]) -> list[list[str]]:
-    """Step ids grouped by topological layer (a step sits one layer after its deepest dependency),
-    in declaration order within a layer."""
-    by_id = {s.id: s for s in steps}
-    depth: dict[str, int] = {}
-
-    def level(sid: str, seen: frozenset[str] = frozenset()) -> int:
-        if sid not in depth:
-            deps = [d for d in by_id[sid].depends_on if d in by_id and d not in seen]
-            depth[sid] = 1 + max((level(d, seen | {sid}) for d in deps), default=-1)
-        return depth[sid]
-
-    layers: list[list[str]] = []
-    for s in steps:
-        n = level(s.id)
-        while len(layers) <= n:
-            layers.append([])
-        layers[n].append(s.id)
-    return layers
-
-
-def _node_detail(node: NodeView) -> str:
-    parts = [node.state]
-    if node.latency_ms is not None and node.state in ("done", "failed"):
-        parts.append(f"{node.latency_ms / 1000:.1f} s")
-    if node.cost_usd is not None and node.state == "done":
-        parts.append(f"${node.cost_usd:.4f}")
-    return " · ".join(parts)
-
-
-def dag_svg(steps: Sequence[StepSpec], nodes: Mapping[str, NodeView]) -> str:
-    """The workflow as an SVG: one column per layer, an arrow per dependency, each box coloured
-    by state and labelled with step id, agent, latency and cost."""
-    layers = dag_layers(steps)
-    pos: dict[str, tuple[int, int]] = {}
-    for col, layer in enumerate(layers):
-        for row, sid in enumerate(layer):
-            pos[sid] = (_PAD + col * (_W + _GAP_X), _PAD + row * (_H + _GAP_Y))
-    width = _PAD * 2 + len(layers) * _W + max(len(layers) - 1, 0) * _GAP_X
-    height = _PAD * 2 + max((len(layer) for layer in layers), default=0) * (_H + _GAP_Y) - _GAP_Y
-    out = [f'<svg class="cf-dag" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{max(height, 0)}" '
-           f'font-family="sans-serif" font-size="12">'
-           '<defs><marker id="cf-arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" '
-           'orient="auto"><path d="M0,0 L10,5 L0,10 z" fill="#6b7280"/></marker></defs>']
-    for step in steps:
-        x, y = pos[step.id]
-        for dep in step.depends_on:
-            if dep in pos:
-                dx, dy = pos[dep]
-                out.append(f'<line x1="{dx + _W}" y1="{dy + _H // 2}" x2="{x}" y2="{y + _H // 2}" '
-                           'stroke="#6b7280" marker-end="url(#cf-arrow)"/>')
-    for step in steps:
-        x, y = pos[step.id]
-        node = nodes.get(step.id) or NodeView(agent=step.agent)
-        fill, stroke = _NODE_COLORS.get(node.state, _NODE_COLORS["waiting"])
-        dash = ' stroke-dasharray="4 3"' if node.state == "skipped" else ""
-        out.append(f'<g class="cf-node" data-step="{html.escape(step.id)}" data-state="{html.escape(node.state)}">'
-                   f'<rect x="{x}" y="{y}" width="{_W}" height="{_H}" rx="6" fill="{fill}" stroke="{stroke}"'
-                   f' stroke-width="1.5"{dash}/>'
-                   f'<text x="{x + 8}" y="{y + 17}" font-weight="bold">{html.escape(step.id)}</text>'
-                   f'<text x="{x + 8}" y="{y + 33}" fill="#374151">{html.escape(node.agent or step.agent)}</text>'
-                   f'<text x="{x + 8}" y="{y + 49}" fill="#111827">{html.escape(_node_detail(node))}</text></g>')
-    out.append("</svg>")
-    return "".join(out)
+    return Rendered(table_text(header, [(n, _clip(d), i, k) for n, d, i, k in rows]), table_html(header, rows))

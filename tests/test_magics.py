@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from IPython import get_ipython
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.testing.globalipapp import start_ipython
@@ -27,8 +28,6 @@ from claudeforce_nb.core.results import AgentResult
 from claudeforce_nb.errors import UnknownNameError
 from claudeforce_nb.notebook.magics import AgentMagics
 from claudeforce_nb.simulator import Simulator, use_simulator
-
-_SHELL: InteractiveShell | None = None
 
 
 def rows() -> list[dict[str, Any]]:
@@ -45,9 +44,7 @@ def sent(sim: Simulator) -> str:
 def ip(sim: Simulator) -> Iterator[InteractiveShell]:
     """The test shell with the extension freshly loaded (new AgentMagics, default options) and the
     names a test put into the namespace removed afterwards."""
-    global _SHELL
-    _SHELL = _SHELL or start_ipython()
-    shell = _SHELL
+    shell = start_ipython() or get_ipython()  # the second call returns None: the shell is global
     before = set(shell.user_ns)
     shell.run_line_magic("load_ext", "claudeforce_nb")
     yield shell

@@ -324,7 +324,8 @@ class AgentMagics(Magics, Configurable):
 
     def _workflow(self, line: str, local_ns: Mapping[str, Any] | None) -> Any:
         from ..definitions import library
-        from ..render import workflow_card, workflows_table
+        from ..render import workflows_table
+        from .dag_widget import workflow_card
 
         parser = AgentMagics.workflow.parser  # type: ignore[attr-defined]
         args = parser.parse_intermixed_args(_split(line))
