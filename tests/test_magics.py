@@ -23,6 +23,7 @@ from IPython.testing.globalipapp import start_ipython
 from IPython.utils.capture import capture_output
 
 from claudeforce_nb import client as cf_client
+from claudeforce_nb.config import configure
 from claudeforce_nb.core.orchestrator import metrics_log
 from claudeforce_nb.core.results import AgentResult
 from claudeforce_nb.errors import UnknownNameError
@@ -333,4 +334,44 @@ def test_workflow_quoted_value_and_sequential_flag(ip: InteractiveShell, sim: Si
 def test_workflow_mistakes_print_one_line(ip: InteractiveShell, sim: Simulator, source: str, expected: str) -> None:
     line = one_line_error(ip, source)
     assert line.startswith("UsageError:") and expected in line
+    assert not sim.history
+
+
+# --- --auto and --over ---------------------------------------------------------------------------
+
+def test_auto_chooses_the_agent_and_names_the_runner_up(ip: InteractiveShell, sim: Simulator) -> None:
+    from claudeforce_nb.core.selection import select_agent
+
+    configure(selector="lexical")  # the BM25 selector: no embedding model to load in a unit test
+    task = "Write a SQL query with a window function that ranks customers by revenue."
+    best, second = select_agent(task, k=2)
+    with capture_output() as cap:
+        ip.run_line_magic("agent", f"--auto -o r {task}")
+    assert ip.user_ns["r"].agent == best.agent and sent(sim) == task
+    note = f"--auto chose {best.agent} ({best.score:.2f}), runner-up {second.agent} ({second.score:.2f})"
+    assert cap.stdout.startswith(note + "\n")
+
+
+def test_over_runs_the_cell_once_per_row_into_a_column(ip: InteractiveShell, sim: Simulator) -> None:
+    import pandas as pd
+
+    ip.user_ns["df"] = df = pd.DataFrame({"q": ["lists", "dicts", "sets"]})
+    with capture_output() as cap:
+        out = ip.run_cell_magic("agent", "python-expert --over df.q --into df.answer --concurrency 2",
+                                "Explain Python {{ item }} in one line.")
+    assert out is None and df["answer_success"].all()
+    assert sorted(body["messages"][-1]["content"] for body in sim.history) == [
+        "Explain Python dicts in one line.", "Explain Python lists in one line.", "Explain Python sets in one line."]
+    assert "python-expert over df.q: 3 calls · 3 ok · $" in cap.stdout and "into df.answer" in cap.stdout
+
+
+def test_over_without_o_or_into_shows_the_results_table(ip: InteractiveShell, sim: Simulator) -> None:
+    ip.user_ns["topics"] = ["lists", "dicts"]
+    frame = ip.run_cell_magic("agent", "python-expert --over topics", "Explain {{ item }}.")
+    assert list(frame["success"]) == [True, True] and len(sim.history) == 2
+
+
+def test_over_mistake_is_one_line(ip: InteractiveShell, sim: Simulator) -> None:
+    line = one_line_error(ip, "%%agent python-expert --over nothing_here\nExplain {{ item }}.")
+    assert line.startswith("UsageError: --over: no variable 'nothing_here'")
     assert not sim.history

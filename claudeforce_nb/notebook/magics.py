@@ -161,7 +161,7 @@ class AgentMagics(Magics, Configurable):
     @no_var_expand
     @needs_local_scope
     @line_cell_magic
-    def agent(self, line: str, cell: str | None = None, local_ns: dict[str, Any] | None = None) -> None:
+    def agent(self, line: str, cell: str | None = None, local_ns: dict[str, Any] | None = None) -> Any:
         """Send a task to a Claude agent and stream the answer into the cell.
 
         Cell form: `%%agent AGENT [options]`, the cell is the task. Line form: `%agent AGENT task…`.
@@ -174,9 +174,9 @@ class AgentMagics(Magics, Configurable):
             %agent --auto how do I pivot a DataFrame?
         """
         with short_errors(self.short_errors):
-            self._agent(line, cell, local_ns)
+            return self._agent(line, cell, local_ns)
 
-    def _agent(self, line: str, cell: str | None, local_ns: Mapping[str, Any] | None) -> None:
+    def _agent(self, line: str, cell: str | None, local_ns: Mapping[str, Any] | None) -> Any:
         parser = AgentMagics.agent.parser  # type: ignore[attr-defined]
         if cell is None:
             head, task = _line_form(parser, line)
@@ -253,27 +253,38 @@ class AgentMagics(Magics, Configurable):
         view.finish(result)
         self._store(args.out, result)
 
-    def _over(self, args: Namespace, template: str) -> None:
+    def _over(self, args: Namespace, template: str) -> Any:
+        """`--over`: one call per item (notebook.over); shows the results table unless they went
+        into a variable (-o) or a DataFrame column (--into), which get a one-line summary."""
         from .over import run_over
 
-        agent = args.agent
         if args.auto:
             agent, note = self._choose(template)
             print(note)
         else:
             from ..definitions import library
 
-            agent = library().agent(agent).name
+            agent = library().agent(args.agent).name
+        options: dict[str, Any] = {"into": args.into, "engine": args.engine or "async", "model": args.model,
+                                   "budget": args.budget if args.budget is not None else self.budget,
+                                   "cache": self.cache and not args.no_cache}
+        if args.concurrency is not None:
+            options["concurrency"] = args.concurrency
         try:
-            result = run_over(self.shell, agent, template=template, over=args.over, into=args.into,
-                              concurrency=args.concurrency, engine=args.engine or "async",
-                              budget=args.budget if args.budget is not None else self.budget, model=args.model,
-                              cache=self.cache and not args.no_cache)
+            frame = run_over(self.shell, agent, template=template, over=args.over, **options)
         except KeyboardInterrupt:
             if not self.short_errors:
                 raise
             raise cancelled(f"{agent} --over {args.over}") from None
-        self._store(args.out, result)
+        if args.out is None and args.into is None:
+            return frame
+        self._store(args.out, frame)
+        ok = int(frame["success"].sum())
+        cost = float(frame["cost_usd"].fillna(0).sum())
+        where = " · ".join(x for x in (f"into {args.into}" if args.into else "",
+                                       f"-o {args.out}" if args.out else "") if x)
+        print(f"{agent} over {args.over}: {len(frame)} calls · {ok} ok · ${cost:.6f} · {where}")
+        return None
 
     # --- %agents ---------------------------------------------------------------------------------
 
