@@ -29,21 +29,28 @@ def workflows() -> list[WorkflowSpec]:
 def metrics(days: float | None = None, since: datetime | str | None = None,
             agents: list[str] | str | None = None) -> pd.DataFrame:
     """One row per call (the metrics schema), optionally limited to the last `days`, to rows
-    since `since`, or to some agents."""
+    since `since` (naive times are UTC), or to some agents. Rolled-up history is included as
+    rows with `is_rollup=True` standing for `executions` calls each (see `cf.analytics.rollup`).
+    Timestamps are tz-aware UTC; agent_name, model, tier, backend, error_type are categoricals."""
     import pandas as pd
 
+    from .errors import UsageError
     from .store.metrics import load_metrics, metrics_dir
 
-    df = load_metrics(metrics_dir(get_settings().home) / "executions.jsonl")
+    cutoffs = []
     if days is not None:
-        df = df[df["timestamp"] >= pd.Timestamp.now(tz="UTC") - pd.Timedelta(days=days)]
+        if not isinstance(days, (int, float)) or days < 0:
+            raise UsageError(f"days must be a non-negative number, got {days!r}.")
+        cutoffs.append(pd.Timestamp.now(tz="UTC") - pd.Timedelta(days=days))
     if since is not None:
-        ts = pd.Timestamp(since)
-        df = df[df["timestamp"] >= (ts.tz_localize("UTC") if ts.tzinfo is None else ts)]
-    if agents is not None:
-        wanted = [agents] if isinstance(agents, str) else list(agents)
-        df = df[df["agent_name"].isin(wanted)]
-    return df.reset_index(drop=True)
+        try:
+            ts = pd.Timestamp(since)
+        except (TypeError, ValueError):
+            raise UsageError(f"since={since!r} is not a date or time; use e.g. '2026-01-31' or a datetime.") from None
+        cutoffs.append(ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC"))
+    wanted = None if agents is None else ([agents] if isinstance(agents, str) else list(agents))
+    cutoff = max(cutoffs).to_pydatetime() if cutoffs else None
+    return load_metrics(metrics_dir(get_settings().home) / "executions.jsonl", since=cutoff, agents=wanted)
 
 
 def pricing_table() -> pd.DataFrame:
