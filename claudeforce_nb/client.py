@@ -15,7 +15,7 @@ import logging
 import os
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from . import errors
@@ -24,13 +24,15 @@ from .config import Settings, get_settings
 if TYPE_CHECKING:
     import anthropic
 
-__all__ = ["async_client", "attempt_counter", "backend", "map_sdk_error", "sync_client"]
+__all__ = ["async_client", "attempt_counter", "backend", "map_sdk_error", "response_observer", "sync_client"]
 
 log = logging.getLogger("claudeforce_nb.client")
 SIMULATED_KEY = "sk-ant-simulated-offline"  # not a secret: the simulator accepts any key
 SIMULATED_BASE_URL = "http://claude-simulator.invalid"
 
 _attempts: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("cf_attempts", default=None)
+ResponseObserver = Callable[[int, Mapping[str, str]], None]
+_observer: contextvars.ContextVar[ResponseObserver | None] = contextvars.ContextVar("cf_observer", default=None)
 _lock = threading.Lock()
 _announced = False
 _sync_clients: dict[tuple[Any, ...], Any] = {}
@@ -58,6 +60,27 @@ def _count_request(_request: object) -> None:
 
 async def _acount_request(request: object) -> None:
     _count_request(request)
+
+
+@contextlib.contextmanager
+def response_observer(observer: ResponseObserver) -> Iterator[None]:
+    """Call `observer(status, headers)` for every HTTP response (retries included) received in this
+    block, in this thread / task: how a map job sees 429s and `anthropic-ratelimit-*` headers."""
+    token = _observer.set(observer)
+    try:
+        yield
+    finally:
+        _observer.reset(token)
+
+
+def _observe_response(response: Any) -> None:
+    observer = _observer.get()
+    if observer is not None:
+        observer(response.status_code, response.headers)
+
+
+async def _aobserve_response(response: Any) -> None:
+    _observe_response(response)
 
 
 def backend(settings: Settings | None = None) -> str:
@@ -128,15 +151,18 @@ def _build(s: Settings, chosen: str, *, is_async: bool) -> Any:
         sim = get_simulator()
         if is_async:
             http: Any = httpx2.AsyncClient(transport=async_transport(sim),
-                                           event_hooks={"request": [_acount_request]})
+                                           event_hooks={"request": [_acount_request],
+                                                        "response": [_aobserve_response]})
             return anthropic.AsyncAnthropic(api_key=SIMULATED_KEY, base_url=SIMULATED_BASE_URL,
                                             http_client=http, **common)
-        http = httpx2.Client(transport=sync_transport(sim), event_hooks={"request": [_count_request]})
+        http = httpx2.Client(transport=sync_transport(sim), event_hooks={"request": [_count_request],
+                                                                         "response": [_observe_response]})
         return anthropic.Anthropic(api_key=SIMULATED_KEY, base_url=SIMULATED_BASE_URL, http_client=http, **common)
     if is_async:
-        http = anthropic.DefaultAsyncHttpxClient(event_hooks={"request": [_acount_request]})
+        http = anthropic.DefaultAsyncHttpxClient(event_hooks={"request": [_acount_request],
+                                                              "response": [_aobserve_response]})
         return anthropic.AsyncAnthropic(http_client=http, **common)
-    http = anthropic.DefaultHttpxClient(event_hooks={"request": [_count_request]})
+    http = anthropic.DefaultHttpxClient(event_hooks={"request": [_count_request], "response": [_observe_response]})
     return anthropic.Anthropic(http_client=http, **common)
 
 

@@ -234,12 +234,24 @@ def test_controller_respects_floor_and_ceiling() -> None:
     assert c.limit == 2
 
 
-def test_controller_backs_off_when_few_requests_remain() -> None:
+def test_controller_backs_off_on_429s_and_when_few_requests_remain() -> None:
     c = AIMDController(10)
-    c.observe_headers({"anthropic-ratelimit-requests-remaining": "50"}, started=1e9)
+    c.observe(200, {"anthropic-ratelimit-requests-remaining": "50"}, started=1e9)
     assert c.limit == 10
-    c.observe_headers({"anthropic-ratelimit-requests-remaining": "3"}, started=1e9)
+    c.observe(200, {"anthropic-ratelimit-requests-remaining": "3"}, started=1e9)
     assert c.limit == 5
+    c.observe(429, {}, started=2e9)
+    assert c.limit == 2
+
+
+def test_rate_limit_headers_of_the_api_lower_the_limit() -> None:
+    configure(circuit_failures=0)
+    controller = AIMDController(8, increase_every=10_000)
+    with use_simulator(Simulator(speed=0.0, seed=3, rpm=12)):  # 12 requests a minute: remaining runs out
+        cf_client.reset_clients()
+        map_agent(AGENT, [f"Explain topic {i}" for i in range(8)], concurrency=8, cache=False, progress=False,
+                  adaptive=controller)
+    assert controller.decreases >= 1 and controller.summary()["min_limit"] < 8
 
 
 def test_congestion_is_retries_or_rate_limit_failures() -> None:

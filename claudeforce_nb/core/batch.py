@@ -151,6 +151,7 @@ class _Job:
         return [r for r in self.results if r is not None]
 
     async def _one(self, i: int) -> None:
+        from ..client import response_observer
         from .orchestrator import arun_agent
 
         task = self.tasks[i]
@@ -159,7 +160,9 @@ class _Job:
             result = self.invalid(i, task)
         else:
             try:
-                result = await arun_agent(self.spec, task, model=self.model, cache=self.cache)
+                with response_observer(lambda status, headers: self.controller.observe(status, headers,
+                                                                                       started=started)):
+                    result = await arun_agent(self.spec, task, model=self.model, cache=self.cache)
             except errors.ClaudeforceError as exc:  # this item's mistake; the rest go on
                 result = self.invalid(i, exc)
             except Exception as exc:  # already recorded by arun_agent; one bad item must not sink the job

@@ -1,8 +1,9 @@
 """Adaptive concurrency for large jobs: additive increase, multiplicative decrease (AIMD).
 
-A map job starts at its concurrency ceiling. A congestion signal — a call the API rate-limited or
-found overloaded (the SDK had to retry it, or it failed with rate_limit/overloaded), or rate-limit
-headers saying fewer requests remain this minute than are about to be sent — halves the limit.
+A map job starts at its concurrency ceiling. A congestion signal — a 429/529 response (seen through
+`client.response_observer`, also when the SDK retries it silently), a call that needed retries or
+failed with rate_limit/overloaded, or `anthropic-ratelimit-requests-remaining` saying fewer requests
+remain this minute than are about to be sent — halves the limit.
 At most once per window: a signal from a call that started before the last decrease says nothing
 new (it was sent under the old limit), so one burst of 429s halves once, not fifty times. Every
 `increase_every` clean completions (default: the current limit, i.e. one round of calls) add one
@@ -94,18 +95,19 @@ class AIMDController:
             return
         self.record(started=started, congested=is_congested(result))
 
-    def observe_headers(self, headers: Mapping[str, str], *, started: float) -> None:
-        """Read `anthropic-ratelimit-requests-remaining`: fewer requests left this minute than the
-        current limit means the next round would run into 429s, so back off now."""
+    def observe(self, status: int, headers: Mapping[str, str], *, started: float) -> None:
+        """Read one HTTP response of a call (retries included): a 429/529 is back-pressure, and so
+        is `anthropic-ratelimit-requests-remaining` below the current limit — the next round of
+        calls would run into 429s, so back off now."""
+        congested = status in (429, 529)
         raw = headers.get("anthropic-ratelimit-requests-remaining")
-        if raw is None:
-            return
-        try:
-            remaining = int(raw)
-        except ValueError:
-            return
-        with self._lock:
-            if remaining < self._limit:
+        if not congested and raw is not None:
+            try:
+                congested = int(raw) < self._limit
+            except ValueError:
+                pass
+        if congested:
+            with self._lock:
                 self._decrease(started)
 
     def summary(self) -> dict[str, float]:
