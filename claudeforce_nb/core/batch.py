@@ -113,8 +113,9 @@ class _Job:
         self.budget = budget_usd if budget_usd is not None else self.settings.budget_usd
         self.guard: BudgetGuard | None = None
         if self.budget is not None:
-            estimate = price_tasks(self.spec, self.tasks, model=self.model, cache=cache, engine=engine,
-                                   concurrency=self.concurrency)
+            with pinned_settings(self.settings):  # resolved once, not ~4 times per item
+                estimate = price_tasks(self.spec, self.tasks, model=self.model, cache=cache, engine=engine,
+                                       concurrency=self.concurrency)
             refuse_if_over(estimate, self.budget)
             self.guard = BudgetGuard(self.budget, estimate)
         if isinstance(adaptive, AIMDController):
@@ -288,9 +289,10 @@ def estimate_cost(
 
     spec = library().agent(agent) if isinstance(agent, str) else agent
     values, labels = _as_list(items)
-    return price_tasks(spec, render_tasks(values, template, labels), model=resolve_model(model) if model else None,
-                       cache=cache, engine=engine, concurrency=int(concurrency or get_settings().concurrency),
-                       output_tokens=output_tokens)
+    tasks = render_tasks(values, template, labels)
+    with pinned_settings() as s:
+        return price_tasks(spec, tasks, model=resolve_model(model) if model else None, cache=cache, engine=engine,
+                           concurrency=int(concurrency or s.concurrency), output_tokens=output_tokens)
 
 
 def batch_results(batch_id: str, *, wait: bool = True, progress: bool = True) -> list[AgentResult]:
