@@ -298,3 +298,16 @@ def test_baseline_model_is_configurable(sim: Simulator) -> None:
     usage = Usage(r.input_tokens, r.output_tokens, r.cache_read_tokens, r.cache_write_tokens)
     assert r.baseline_cost_usd == pytest.approx(get_pricing().cost("claude-opus-5-5", usage))
     assert r.saved_usd is not None and r.saved_usd > 0
+
+
+def test_one_scan_per_skill_agrees_with_matching_each_trigger() -> None:
+    from claudeforce_nb.core.skills import _has_trigger, trigger_matches
+    from claudeforce_nb.definitions import library
+
+    tasks = [json.loads(line)["task"] for name in ("routing", "skills")
+             for line in (Path(__file__).parent / "data" / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()
+             if line.strip()]
+    tasks += ["print a sprint report", "a rapid prototype", "add type-hints", "TYPE   HINTS", "pytest_fixtures"]
+    for skill in library().skills():
+        for task in tasks:
+            assert _has_trigger(skill, task.lower()) == bool(trigger_matches(skill, task)), (skill.name, task)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from typing import Any
 
 from .. import errors
 from ..client import async_client, attempt_counter, backend, map_sdk_error, sync_client
-from ..config import TIERS, Settings, get_settings
+from ..config import TIERS, Settings, get_settings, pinned_settings
 from ..definitions import AgentSpec, library
 from ..pricing import Usage, get_pricing, tier_of
 from ..store.metrics import SESSION_ID, MetricsLog, metrics_dir, now_iso
@@ -133,25 +134,33 @@ def prepare(
                 cache_key(params) if use_cache else None, workflow_id, step_id)
 
 
-_caches: dict[str, ResponseCache] = {}
-_logs: dict[str, MetricsLog] = {}
+_caches: dict[tuple[Any, ...], ResponseCache] = {}
+_logs: dict[tuple[str, str], MetricsLog] = {}
+
+
+def _home_key(s: Settings) -> tuple[str, str]:
+    # A relative home means another folder in another working directory. Path.resolve() costs
+    # several system calls, so it runs only when a store is first opened, not on every call.
+    return str(s.home), "" if s.home.is_absolute() else os.getcwd()
 
 
 def response_cache(s: Settings | None = None) -> ResponseCache:
     s = s or get_settings()
-    path = (s.home / "cache" / "responses.sqlite3").resolve()
-    key = f"{path}|{s.cache_ttl_s}|{s.cache_max_mb}"
-    if key not in _caches:
-        _caches[key] = ResponseCache(path, ttl_s=s.cache_ttl_s, max_mb=s.cache_max_mb)
-    return _caches[key]
+    key = (*_home_key(s), s.cache_ttl_s, s.cache_max_mb)
+    cache = _caches.get(key)
+    if cache is None:
+        path = (s.home / "cache" / "responses.sqlite3").resolve()
+        cache = _caches[key] = ResponseCache(path, ttl_s=s.cache_ttl_s, max_mb=s.cache_max_mb)
+    return cache
 
 
 def metrics_log(s: Settings | None = None) -> MetricsLog:
     s = s or get_settings()
-    path = str((metrics_dir(s.home) / "executions.jsonl").resolve())
-    if path not in _logs:
-        _logs[path] = MetricsLog(metrics_dir(s.home).resolve() / "executions.jsonl")
-    return _logs[path]
+    key = _home_key(s)
+    found = _logs.get(key)
+    if found is None:
+        found = _logs[key] = MetricsLog(metrics_dir(s.home).resolve() / "executions.jsonl")
+    return found
 
 
 def _usage_of(message: Any) -> Usage:
@@ -310,6 +319,12 @@ def run_agent(
     """Run one agent on one task and return its AgentResult (API failures come back as
     `success=False`; user mistakes raise a one-line ClaudeforceError). Safe inside Jupyter's
     running event loop: the sync path never touches asyncio."""
+    with pinned_settings():  # resolved once per call, not at each of its ~10 lookups
+        return _run_sync(agent, task, model, stream, cache, on_text, options)
+
+
+def _run_sync(agent: str | AgentSpec, task: str, model: str | None, stream: bool, cache: bool,
+              on_text: TextCallback | None, options: dict[str, Any]) -> AgentResult:
     call = prepare(agent, task, model=model, cache=cache, **options)
     hit = from_cache(call, on_text)
     if hit is not None:
@@ -354,6 +369,12 @@ async def arun_agent(
     **options: Any,
 ) -> AgentResult:
     """The async twin of `run_agent` (same arguments, same result, same metrics row)."""
+    with pinned_settings():  # this task only: concurrent calls each pin their own
+        return await _run_async(agent, task, model, stream, cache, on_text, options)
+
+
+async def _run_async(agent: str | AgentSpec, task: str, model: str | None, stream: bool, cache: bool,
+                     on_text: TextCallback | None, options: dict[str, Any]) -> AgentResult:
     call = prepare(agent, task, model=model, cache=cache, **options)
     hit = from_cache(call, on_text)
     if hit is not None:

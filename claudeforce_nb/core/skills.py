@@ -44,6 +44,19 @@ def _pattern(trigger: str) -> re.Pattern[str]:
     return re.compile(r"(?<![\w-])" + r"[\s_-]+".join(words) + r"(?![\w-])")
 
 
+@lru_cache(maxsize=1024)
+def _any_pattern(triggers: tuple[str, ...]) -> re.Pattern[str] | None:
+    """All triggers of a skill as one alternation: one regex scan per skill instead of one per
+    trigger (run_agent checks every declared skill on every call)."""
+    alts = [r"[\s_-]+".join(re.escape(w) for w in t.strip().lower().split()) for t in triggers if t.strip()]
+    return re.compile(r"(?<![\w-])(?:" + "|".join(alts) + r")(?![\w-])") if alts else None
+
+
+def _has_trigger(skill: SkillSpec, text: str) -> bool:
+    pattern = _any_pattern(skill.triggers)
+    return pattern is not None and pattern.search(text) is not None
+
+
 def trigger_matches(skill: SkillSpec, task: str) -> list[str]:
     """The skill's triggers found in `task` as whole words (case-insensitive)."""
     text = task.lower()
@@ -122,7 +135,8 @@ def select_skills(agent: str | AgentSpec, task: str) -> list[str]:
             declared.append(lib.skill(name))
         except LookupError:
             continue
-    by_trigger = {s.name for s in declared if trigger_matches(s, task)}
+    text = task.lower()
+    by_trigger = {s.name for s in declared if _has_trigger(s, text)}
     rest = [s for s in declared if s.name not in by_trigger]
     close = {name for name, sim in semantic_scores(rest, task).items() if sim >= SEMANTIC_THRESHOLD}
     return [s.name for s in declared if s.name in by_trigger or s.name in close]
