@@ -404,3 +404,76 @@ def test_cancelling_a_gather_records_each_call_once(home: Path) -> None:
     recorded = rows(home)
     assert len(recorded) == 6
     assert {r["error_type"] for r in recorded} == {"cancelled"}
+
+
+def test_cancelling_a_workflow_records_its_running_steps_once(slow_sim: Simulator, home: Path) -> None:
+    from claudeforce_nb.core.workflow import arun_workflow
+
+    async def main() -> None:
+        task = asyncio.create_task(arun_workflow("code-quality", {"code": "x = 1"}, cache=False))
+        while len(slow_sim.history) < 2:  # lint and tests are in flight; review waits for both
+            await asyncio.sleep(0.005)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    recorded = rows(home)
+    assert sorted((r["step_id"], r["error_type"]) for r in recorded) == [("lint", "cancelled"),
+                                                                          ("tests", "cancelled")]
+    assert len({r["workflow_id"] for r in recorded}) == 1
+
+
+def test_ctrl_c_during_run_workflow_records_running_steps_and_reraises(slow_sim: Simulator, home: Path) -> None:
+    from claudeforce_nb.core.workflow import run_workflow
+
+    def interrupt_when_both_sent() -> None:
+        while len(slow_sim.history) < 2:
+            time.sleep(0.005)
+        _sigint()
+
+    watcher = threading.Thread(target=interrupt_when_both_sent, daemon=True)
+    watcher.start()
+    with pytest.raises(KeyboardInterrupt):
+        run_workflow("code-quality", {"code": "x = 1"}, cache=False)
+    watcher.join()
+    assert sorted(r["step_id"] for r in rows(home) if r["error_type"] == "cancelled") == ["lint", "tests"]
+    assert len(rows(home)) == 2
+
+
+def test_cancelling_a_map_records_each_in_flight_item_once(slow_sim: Simulator, home: Path) -> None:
+    from claudeforce_nb.core.batch import amap_agent
+
+    async def main() -> None:
+        items = [f"Write essay number {i}." for i in range(20)]
+        task = asyncio.create_task(amap_agent(AGENT, items, concurrency=5, cache=False, progress=False,
+                                              adaptive=False))
+        while len(slow_sim.history) < 5:
+            await asyncio.sleep(0.005)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    recorded = rows(home)
+    assert len(recorded) == len(slow_sim.history) == 5  # the 15 items never sent leave no row
+    assert {r["error_type"] for r in recorded} == {"cancelled"}
+
+
+def test_ctrl_c_during_map_agent_records_in_flight_items_and_reraises(slow_sim: Simulator, home: Path) -> None:
+    from claudeforce_nb.core.batch import map_agent
+
+    def interrupt_when_sent() -> None:
+        while len(slow_sim.history) < 4:
+            time.sleep(0.005)
+        _sigint()
+
+    watcher = threading.Thread(target=interrupt_when_sent, daemon=True)
+    watcher.start()
+    with pytest.raises(KeyboardInterrupt):
+        map_agent(AGENT, [f"Write essay number {i}." for i in range(12)], concurrency=4, cache=False,
+                  progress=False, adaptive=False)
+    watcher.join()
+    recorded = rows(home)
+    assert len(recorded) == len(slow_sim.history) == 4
+    assert {r["error_type"] for r in recorded} == {"cancelled"}
