@@ -238,7 +238,7 @@ class AgentMagics(Magics, Configurable):
 
         stream = self.stream and not args.no_stream
         view = result_view(agent, use_widgets=self._use_widgets(), shell=self.shell, model=args.model, note=note,
-                           streaming=stream)
+                           streaming=stream, backend=get_settings().resolved_backend)
         try:
             result = run_agent(agent, task, model=args.model, stream=stream, cache=self.cache and not args.no_cache,
                                on_text=view.on_text if stream else None, max_tokens=args.max_tokens)

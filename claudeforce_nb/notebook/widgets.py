@@ -72,17 +72,17 @@ class ResultWidget:
     RENDER_INTERVAL_S = 0.05  # re-render the streamed Markdown at most this often
 
     def __init__(self, agent: str, *, shell: Any = None, model: str | None = None, note: str | None = None,
-                 streaming: bool = True) -> None:
+                 streaming: bool = True, backend: str | None = None) -> None:
         import ipywidgets as w
 
-        self.agent, self.shell, self.model, self.note = agent, shell, model, note
+        self.agent, self.shell, self.model, self.note, self.backend = agent, shell, model, note, backend
         self.state = "waiting"
         self.result: AgentResult | None = None
         self.renders = 0
         self._chunks: list[str] = []
         self._rendered_len = 0
         self._last_render = 0.0
-        self.header = w.HTML(header_html(agent, model=model, note=note, state="streaming"))
+        self.header = w.HTML(header_html(agent, model=model, backend=backend, note=note, state="streaming"))
         waiting = "waiting for the first token…" if streaming else "waiting for the answer…"
         self.answer = w.HTML(f'<div class="cf-answer" style="color:#888">{waiting}</div>')
         self.actions = w.HBox([])
@@ -145,7 +145,8 @@ class ResultWidget:
 
     def cancel(self) -> None:
         self.state = "cancelled"
-        self.header.value = header_html(self.agent, model=self.model, note=self.note, state="cancelled")
+        self.header.value = header_html(self.agent, model=self.model, backend=self.backend, note=self.note,
+                                        state="cancelled")
         if self._chunks:
             self._render_answer()
         else:
@@ -180,7 +181,7 @@ class ResultWidget:
 
     def stable_html(self) -> str:
         if self.result is None:
-            return header_html(self.agent, model=self.model, note=self.note, state=self.state)
+            return header_html(self.agent, model=self.model, backend=self.backend, note=self.note, state=self.state)
         return result_html(self.result, timings=False, note=self.note)
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
@@ -221,8 +222,8 @@ class TextResultView:
 
 
 def result_view(agent: str, *, use_widgets: bool, shell: Any = None, model: str | None = None,
-                note: str | None = None, streaming: bool = True) -> ResultView:
+                note: str | None = None, streaming: bool = True, backend: str | None = None) -> ResultView:
     """The view for one call, already on screen (a live widget, or a text stream)."""
     if not use_widgets:
         return TextResultView(agent, note=note)
-    return ResultWidget(agent, shell=shell, model=model, note=note, streaming=streaming).show()
+    return ResultWidget(agent, shell=shell, model=model, note=note, streaming=streaming, backend=backend).show()
