@@ -271,3 +271,19 @@ def test_code_blocks_are_extracted_in_order() -> None:
     blocks = code_blocks(ANSWER)
     assert [(b.lang, b.code.splitlines()[0]) for b in blocks] == [("python", "from pathlib import Path"),
                                                                  ("bash", "ls *.py")]
+
+
+def test_interrupting_a_workflow_cancels_its_steps_and_marks_the_dag(ip: InteractiveShell) -> None:
+    slow = Simulator(latency_ms=2000, seed=1)
+    with use_simulator(slow):
+        cf_client.reset_clients()
+        thread = interrupt_when_sent(slow)
+        with capture_output() as cap, pytest.raises(UsageError, match="Cancelled: workflow code-quality"):
+            ip.run_line_magic("workflow", "code-quality code=x --no-cache")
+        thread.join()
+    final = cap.outputs[-1]
+    dag = states(widget_of(final).children[1].value)
+    assert dag == {"lint": "cancelled", "tests": "cancelled", "review": "skipped"}
+    assert "lint: cancelled" in final.data["text/plain"]
+    recorded = {row["step_id"]: row["error_type"] for row in rows()}
+    assert recorded == {"lint": "cancelled", "tests": "cancelled"}  # the review step never started
