@@ -49,6 +49,7 @@ class Call:
     step_id: str | None = None
     t0: float = field(default_factory=time.perf_counter)
     task_hash: str | None = None  # when the task text is not at hand (a batch resumed without record_text)
+    memory: bool = False  # remember this session in agent memory when it succeeds
 
     @property
     def model(self) -> str:
@@ -92,6 +93,7 @@ def prepare(
     workflow_id: str | None = None,
     step_id: str | None = None,
     context: str | None = None,
+    memory: bool = False,
 ) -> Call:
     s = get_settings()
     spec = library().agent(agent) if isinstance(agent, str) else agent
@@ -117,6 +119,10 @@ def prepare(
     system_block: dict[str, Any] = {"type": "text", "text": system}
     if s.prompt_caching:
         system_block["cache_control"] = {"type": "ephemeral"}
+    if memory and context is None:  # opt-in: relevant past sessions of this agent, within a token budget
+        from ..store.memory import memory_context
+
+        context = memory_context(spec.name, task)
     content = task if not context else f"{context}\n\n{task}"
     params: dict[str, Any] = {
         "model": r.model,
@@ -131,7 +137,7 @@ def prepare(
     # The backend (and its one-time announcement) comes after every user-input check, so a bad
     # model or agent name is reported as one line.
     return Call(spec, task, r, tuple(skills), params, s, backend(s),
-                cache_key(params) if use_cache else None, workflow_id, step_id)
+                cache_key(params) if use_cache else None, workflow_id, step_id, memory=memory)
 
 
 _caches: dict[tuple[Any, ...], ResponseCache] = {}
@@ -222,6 +228,10 @@ def finish_ok(call: Call, message: Any, *, ttft_ms: float | None, attempts: int,
         })
     if record_row:
         record(result, batch=batch, task_hash=call.task_hash)
+    if call.memory:
+        from ..store.memory import default_memory
+
+        default_memory().add(call.spec.name, call.task, text, True, {"model": call.model, "cost_usd": cost})
     return result
 
 
