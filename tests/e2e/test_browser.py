@@ -49,6 +49,9 @@ PROBE = """() => {
   const agent = last('.jp-OutputArea .widget-vbox.cf-result');
   const wf = last('.jp-OutputArea .widget-vbox.cf-workflow');
   const nodes = wf ? [...wf.querySelectorAll('svg.cf-dag g.cf-node')].map(g => [g.dataset.step, g.dataset.state]) : [];
+  const charts = [...document.querySelectorAll('.jp-OutputArea .widget-vbox.cf-dashboard [class*="cf-chart-"]')]
+    .map(c => [[...c.classList].find(k => k.startsWith('cf-chart-')).slice(9),
+               !!c.querySelector('.js-plotly-plot svg.main-svg .trace')]);
   const errors = [...document.querySelectorAll(
       '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.error"],'
       + '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]')].map(e => e.innerText.trim());
@@ -60,7 +63,7 @@ PROBE = """() => {
       footer: text(agent, '.cf-footer'),
     } : null,
     workflow: wf ? {summary: wf.innerText.split('\\n')[0], nodes: nodes} : null,
-    plots: document.querySelectorAll('.jp-OutputArea .js-plotly-plot .main-svg').length,
+    charts: Object.fromEntries(charts),
     prompts: [...document.querySelectorAll('.jp-CodeCell .jp-InputArea-prompt')].map(e => e.innerText.trim()),
     errors: errors,
   };
@@ -76,7 +79,7 @@ class Run:
     agent: dict[str, Any] | None = None  # the finished agent widget
     workflow_samples: list[list[list[str]]] = field(default_factory=list)  # node states while running
     workflow: dict[str, Any] | None = None  # the finished DAG widget
-    plots: int = 0
+    charts: dict[str, bool] = field(default_factory=dict)  # dashboard chart name -> a Plotly SVG is drawn
     errors: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
     screenshots: dict[str, Path] = field(default_factory=dict)
@@ -98,17 +101,34 @@ def _wait(page: Any, until: Callable[[dict[str, Any]], bool], timeout_s: float,
 
 
 def _shot(page: Any, run: Run, name: str, output_of: str | None = None) -> None:
-    """A viewport screenshot, and with `output_of` a crop to the output area of that element's cell."""
+    """A viewport screenshot, and with `output_of` also a crop to the output area of that element's
+    cell. The notebook panel scrolls, so a crop taller than the window is taken in a window made
+    tall enough to hold it."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     if output_of is not None:
         output = page.locator(".jp-CodeCell", has=page.locator(output_of)).last.locator(".jp-Cell-outputWrapper")
+        box = output.bounding_box()
+        if box is not None and box["height"] > VIEWPORT["height"] - 250:
+            page.set_viewport_size({"width": VIEWPORT["width"], "height": min(int(box["height"]) + 300, 4000)})
         output.scroll_into_view_if_needed()
         path = ARTIFACTS / f"{name}-output.png"
         output.screenshot(path=str(path))
         run.screenshots[f"{name}-output"] = path
+        page.set_viewport_size(VIEWPORT)
+        output.scroll_into_view_if_needed()
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path))
     run.screenshots[name] = path
+
+
+def _widget_shot(page: Any, run: Run, selector: str, name: str, width: int) -> None:
+    """The widget alone, laid out in a window `width` wide (the README's picture stays small)."""
+    page.set_viewport_size({"width": width, "height": VIEWPORT["height"]})
+    widget = page.locator(selector).last
+    widget.scroll_into_view_if_needed()
+    run.screenshots[name] = ARTIFACTS / f"{name}.png"
+    widget.screenshot(path=str(run.screenshots[name]))
+    page.set_viewport_size(VIEWPORT)
 
 
 def _agent_done(s: dict[str, Any]) -> bool:
@@ -168,31 +188,37 @@ def run(page: Any, lab: Lab) -> Run:
     r.seconds["agent"] = time.monotonic() - t0
     if done is not None:
         r.agent = done["agent"]
-        _shot(page, r, "02-after-agent", output_of=".widget-vbox.cf-result")
-        # The README's picture: the widget alone, laid out in a narrower window so it stays small.
-        page.set_viewport_size({"width": 960, "height": 1000})
-        widget = page.locator(".jp-OutputArea .widget-vbox.cf-result").last
-        widget.scroll_into_view_if_needed()
-        r.screenshots["agent-widget"] = ARTIFACTS / "agent-widget.png"
-        widget.screenshot(path=str(r.screenshots["agent-widget"]))
-        page.set_viewport_size(VIEWPORT)
 
+    # The workflow cell starts the moment the agent cell ends: watch it at once (pictures of the
+    # finished agent widget wait, or the steps' running phase could be missed).
     def sample_dag(s: dict[str, Any]) -> None:
         if s["workflow"]:
             r.workflow_samples.append(s["workflow"]["nodes"])
+            running = sum(state == "running" for _, state in s["workflow"]["nodes"])
+            if running >= 2 and "03-workflow-running" not in r.screenshots:
+                r.screenshots["03-workflow-running"] = ARTIFACTS / "03-workflow-running.png"
+                page.locator(".jp-OutputArea .widget-vbox.cf-workflow").last.screenshot(
+                    path=str(r.screenshots["03-workflow-running"]))
 
     done = _wait(page, _workflow_done, 60, sample_dag)
     r.seconds["workflow"] = time.monotonic() - t0
     if done is not None:
         r.workflow = done["workflow"]
-        _shot(page, r, "03-after-workflow", output_of=".widget-vbox.cf-workflow")
 
-    done = _wait(page, lambda s: s["plots"] > 0 and s["prompts"][-1] not in ("[*]:", "[ ]:"), 60)
+    done = _wait(page, lambda s: bool(s["charts"]) and all(s["charts"].values())
+                 and s["prompts"][-1] not in ("[*]:", "[ ]:"), 60)
     r.seconds["dashboard"] = time.monotonic() - t0
     if done is not None:
         page.wait_for_timeout(500)  # let Plotly finish laying out before the picture
-        r.plots = page.evaluate(PROBE)["plots"]
-        _shot(page, r, "04-after-dashboard", output_of=".js-plotly-plot")
+    r.charts = page.evaluate(PROBE)["charts"]
+
+    if r.agent is not None:
+        _shot(page, r, "02-after-agent", output_of=".widget-vbox.cf-result")
+        _widget_shot(page, r, ".jp-OutputArea .widget-vbox.cf-result", "agent-widget", 960)
+    if r.workflow is not None:
+        _shot(page, r, "03-after-workflow", output_of=".widget-vbox.cf-workflow")
+    if r.charts:
+        _shot(page, r, "04-after-dashboard", output_of=".widget-vbox.cf-dashboard")
     r.errors = page.evaluate(PROBE)["errors"]
     if r.agent is not None and os.environ.get("CLAUDEFORCE_E2E_UPDATE_DOCS") == "1":
         DOCS_IMG.parent.mkdir(parents=True, exist_ok=True)
@@ -228,10 +254,12 @@ def test_agent_header_shows_agent_model_and_simulated_badge(run: Run, lab: Lab) 
 
 def test_agent_answer_streams_into_the_page_before_the_call_completes(run: Run) -> None:
     assert run.agent is not None, "the %%agent widget never finished"
-    samples, final = run.stream_samples, len(run.agent["answer"])
-    assert len(set(samples)) >= 3, f"saw {len(set(samples))} distinct partial answers while streaming: {samples}"
-    assert samples[-1] > samples[0], f"the streamed answer did not grow: {samples}"
-    assert max(samples) < final, f"partial answers {samples} were not shorter than the final {final} chars"
+    final = len(run.agent["answer"])
+    # The last chunk can be on screen a moment before the header drops its "streaming" badge.
+    partial = [n for n in run.stream_samples if n < final]
+    assert max(run.stream_samples, default=0) <= final, f"streamed {run.stream_samples}, longer than the final {final}"
+    assert len(set(partial)) >= 3, f"saw {len(set(partial))} distinct partial answers while streaming: {partial}"
+    assert partial[-1] > partial[0], f"the streamed answer did not grow: {partial}"
 
 
 def test_agent_footer_shows_tokens_and_cost_of_the_call(run: Run, lab: Lab) -> None:
@@ -257,8 +285,13 @@ def test_workflow_dag_goes_live_and_reaches_all_done(run: Run) -> None:
     assert any(len(r) >= 2 for r in running), f"independent steps never ran at the same time: {running}"
 
 
-def test_dashboard_renders_plotly_charts(run: Run) -> None:
-    assert run.plots > 0, "no Plotly chart (.js-plotly-plot svg) rendered from cf.dashboard(...)"
+def test_dashboard_draws_every_chart_with_plotly(run: Run) -> None:
+    import claudeforce_nb as cf
+
+    expected = set(cf.dashboard(cf.demo.synthetic_metrics(200, seed=7)).figures)
+    assert run.charts, "no dashboard widget with charts rendered from cf.dashboard(...)"
+    assert set(run.charts) == expected
+    assert all(run.charts.values()), f"charts without a drawn Plotly SVG: {[k for k, v in run.charts.items() if not v]}"
 
 
 def test_notebook_shows_no_errors(run: Run) -> None:
