@@ -155,6 +155,10 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        # Kept beside the screenshots: the first place to look when the check fails in CI.
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        if log.exists():
+            (ARTIFACTS / "jupyterlab.log").write_bytes(log.read_bytes())
 
 
 @pytest.fixture(scope="session")
