@@ -127,3 +127,20 @@ def test_missing_log_loads_as_an_empty_frame(tmp_path: Path) -> None:
     df = load_metrics(tmp_path / "nothing" / "executions.jsonl")
     assert len(df) == 0 and {name for name, _ in COLUMNS} <= set(df.columns)
     assert df.attrs["skipped_lines"] == 0
+
+
+def test_append_after_a_torn_line_starts_a_new_line(tmp_path: Path) -> None:
+    log = MetricsLog(tmp_path / "executions.jsonl")
+    log.append(record(1))
+    with log.path.open("ab") as f:
+        f.write(json.dumps(record(2)).encode()[:30])  # a writer killed mid-line
+    log.append(record(3))
+    df = load_metrics(log.path)
+    assert df["task_hash"].tolist() == ["h1", "h3"]
+    assert df.attrs["skipped_lines"] == 1
+
+
+def test_first_append_creates_the_folders(tmp_path: Path) -> None:
+    log = MetricsLog(tmp_path / "a" / "b" / "executions.jsonl")
+    log.append(record(1))
+    assert len(log.path.read_text(encoding="utf-8").splitlines()) == 1

@@ -146,20 +146,26 @@ class MetricsLog:
     def _write(self, data: bytes) -> None:
         if not data:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        path = os.fspath(self.path)
         while True:
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                # read access too: the torn-line check below reads the last byte on this descriptor
+                fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
+            except FileNotFoundError:  # the first record: its folder does not exist yet
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                continue
             try:
                 _lock(fd)
                 # The log may have been rotated (renamed) between open and lock: write to the
                 # file that is now at `path`, never into the one being compacted.
+                st = os.fstat(fd)
                 try:
-                    same = os.path.samestat(os.fstat(fd), os.stat(self.path))
+                    same = os.path.samestat(st, os.stat(path))
                 except FileNotFoundError:
                     same = False
                 if not same:
                     continue
-                if _ends_torn(self.path, os.fstat(fd).st_size):
+                if st.st_size and _last_byte(fd, st.st_size) != b"\n":
                     # A writer died mid-line: end its torn line, or this record would be glued
                     # onto it and lost too (the loader skips and counts the torn one).
                     data = b"\n" + data
@@ -172,16 +178,15 @@ class MetricsLog:
                 os.close(fd)  # closing releases the lock
 
 
-def _ends_torn(path: Path, size: int) -> bool:
-    """True when the non-empty file at `path` does not end with a newline."""
-    if size == 0:
-        return False
+def _last_byte(fd: int, size: int) -> bytes:
+    """The byte at `size - 1` (appends on an O_APPEND descriptor still go to the end)."""
     try:
-        with open(path, "rb") as fh:
-            fh.seek(size - 1)
-            return fh.read(1) != b"\n"
+        if hasattr(os, "pread"):
+            return os.pread(fd, 1, size - 1)
+        os.lseek(fd, size - 1, os.SEEK_SET)
+        return os.read(fd, 1)
     except OSError:
-        return False
+        return b"\n"  # unreadable: assume whole lines rather than inject a blank one
 
 
 def _dumps(record: Mapping[str, Any]) -> bytes:
