@@ -11,15 +11,17 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from ._version import __version__
+from ._version import __version__ as __version__
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from .analytics import frames as analytics
-    from .analytics import plots as plots
-    from .core.orchestrator import arun_agent, run_agent
-    from .core.results import AgentResult, Route
-    from .core.routing import route
-    from .core.skills import select_skills
+    from .analytics import frames as analytics  # noqa: F401
+    from .analytics import plots as plots  # noqa: F401
+    from .core.orchestrator import arun_agent as arun_agent
+    from .core.orchestrator import run_agent as run_agent
+    from .core.results import AgentResult as AgentResult
+    from .core.results import Route as Route
+    from .core.routing import route as route
+    from .core.skills import select_skills as select_skills
 
 # public name -> "module:attribute" (attribute empty: the module itself)
 _LAZY: dict[str, str] = {
