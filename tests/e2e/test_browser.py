@@ -38,7 +38,6 @@ CELLS = [
     "cf.dashboard(cf.demo.synthetic_metrics(2000, seed=7))",
 ]
 DOCS_IMG = REPO / "docs" / "img" / "agent-widget.png"
-Lab = Any  # conftest.Lab: url, token, root, home, log
 VIEWPORT = {"width": 1280, "height": 1000}
 
 # One look at the page: what the agent widget, the DAG widget and the charts show right now.
@@ -143,7 +142,7 @@ def _workflow_done(s: dict[str, Any]) -> bool:
 
 
 @pytest.fixture(scope="module")
-def page(lab: Lab, browser: Any) -> Iterator[Any]:
+def page(lab: Any, browser: Any) -> Iterator[Any]:
     """The test notebook open in JupyterLab with its kernel idle."""
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(src) for src in CELLS]
@@ -164,10 +163,13 @@ def page(lab: Lab, browser: Any) -> Iterator[Any]:
 
 
 @pytest.fixture(scope="module")
-def run(page: Any, lab: Lab) -> Run:
+def run(page: Any, lab: Any) -> Run:
     """Click Run → Run All Cells, then watch each phase; a phase that never completes is left empty
     (with a screenshot) so each test below reports its own failure."""
     r = Run()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    for old in [*ARTIFACTS.glob("*.png"), ARTIFACTS / "run.json"]:  # no stale picture from an earlier run
+        old.unlink(missing_ok=True)
     t0 = time.monotonic()
     page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
     page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
@@ -180,9 +182,11 @@ def run(page: Any, lab: Lab) -> Run:
         a = s["agent"]
         if a and "streaming" in a["badges"] and a["answer"] and not a["answer"].startswith("waiting for"):
             r.stream_samples.append(len(a["answer"]))
-            # A picture blocks sampling for a moment: take it once enough growth has been seen.
+            # A picture blocks sampling for a moment: take one once enough growth has been seen.
             if len(set(r.stream_samples)) == 5 and "01-agent-streaming" not in r.screenshots:
-                _shot(page, r, "01-agent-streaming", output_of=".widget-vbox.cf-result")
+                r.screenshots["01-agent-streaming"] = ARTIFACTS / "01-agent-streaming.png"
+                page.locator(".jp-OutputArea .widget-vbox.cf-result").last.screenshot(
+                    path=str(r.screenshots["01-agent-streaming"]))
 
     done = _wait(page, _agent_done, 60, sample_stream)
     r.seconds["agent"] = time.monotonic() - t0
@@ -228,12 +232,12 @@ def run(page: Any, lab: Lab) -> Run:
     return r
 
 
-def _metrics(lab: Lab) -> list[dict[str, Any]]:
+def _metrics(lab: Any) -> list[dict[str, Any]]:
     path = lab.home / "metrics" / "executions.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
 
 
-def _agent_row(lab: Lab) -> dict[str, Any]:
+def _agent_row(lab: Any) -> dict[str, Any]:
     rows = [r for r in _metrics(lab) if r["agent_name"] == "python-expert" and not r.get("workflow_id")]
     assert len(rows) == 1, f"expected one metrics row for the %%agent cell, found {len(rows)}"
     return rows[0]
@@ -243,7 +247,7 @@ def test_run_all_click_starts_the_kernel_on_every_cell(run: Run) -> None:
     assert run.started, "clicking Run → Run All Cells executed nothing (see artifacts/00-not-started.png)"
 
 
-def test_agent_header_shows_agent_model_and_simulated_badge(run: Run, lab: Lab) -> None:
+def test_agent_header_shows_agent_model_and_simulated_badge(run: Run, lab: Any) -> None:
     assert run.agent is not None, "the %%agent widget never finished (no footer within 60 s)"
     row = _agent_row(lab)
     header = run.agent["header"]
@@ -262,7 +266,7 @@ def test_agent_answer_streams_into_the_page_before_the_call_completes(run: Run) 
     assert partial[-1] > partial[0], f"the streamed answer did not grow: {partial}"
 
 
-def test_agent_footer_shows_tokens_and_cost_of_the_call(run: Run, lab: Lab) -> None:
+def test_agent_footer_shows_tokens_and_cost_of_the_call(run: Run, lab: Any) -> None:
     assert run.agent is not None and run.agent["footer"], "the %%agent widget has no footer"
     footer, row = run.agent["footer"], _agent_row(lab)
     tokens = re.search(r"([\d,]+) in / ([\d,]+) out tokens", footer)
