@@ -69,6 +69,7 @@ class SimulatorServer(ThreadingHTTPServer):
 
     def __init__(self, simulator: Simulator, port: int = 0) -> None:
         self.simulator = simulator
+        self._thread: threading.Thread | None = None
         super().__init__(("127.0.0.1", port), _Handler)  # loopback only, never 0.0.0.0
 
     @property
@@ -84,7 +85,7 @@ class SimulatorServer(ThreadingHTTPServer):
 
     def stop(self) -> None:
         """Stop serving and release the port."""
-        thread = getattr(self, "_thread", None)
+        thread = self._thread
         if thread is not None:
             self.shutdown()
             thread.join(timeout=5)
