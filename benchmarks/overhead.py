@@ -149,18 +149,23 @@ def _wall(argv: list[str], env: dict[str, str], cwd: str) -> float:
 
 
 def measure_cold_cli(repeats: int) -> dict[str, float]:
-    """Fresh processes, alternating: our CLI answering one task vs importing the SDK alone."""
+    """Fresh processes, alternating: our CLI answering one task (each run in a new, empty
+    CLAUDEFORCE_HOME, so nothing is cached) vs importing the SDK alone."""
     cli_s: list[float] = []
     import_s: list[float] = []
     with tempfile.TemporaryDirectory(prefix="cf-bench-cli-") as tmp:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("CLAUDEFORCE_", "ANTHROPIC_"))}
-        env.update(CLAUDEFORCE_HOME=str(Path(tmp) / "home"), CLAUDEFORCE_SIM_SPEED="0")
-        cli = [sys.executable, "-m", "claudeforce_nb", "run", "--no-cache", "python-expert", TASK]
+        env["CLAUDEFORCE_SIM_SPEED"] = "0"  # the simulated model answers at once: only our cost is left
+        cli = [sys.executable, "-m", "claudeforce_nb", "run", "python-expert", TASK]
         baseline = [sys.executable, "-c", "import anthropic"]
+
+        def cli_run(i: int) -> float:
+            return _wall(cli, {**env, "CLAUDEFORCE_HOME": str(Path(tmp) / f"home{i}")}, tmp)
+
         _wall(baseline, env, tmp)  # warm the OS file cache for both
-        _wall(cli, env, tmp)
-        for _ in range(repeats):
-            cli_s.append(_wall(cli, env, tmp))
+        cli_run(-1)
+        for i in range(repeats):
+            cli_s.append(cli_run(i))
             import_s.append(_wall(baseline, env, tmp))
     cli_med = statistics.median(cli_s)
     return {"cold_cli_run_s": cli_med, "cold_import_anthropic_s": statistics.median(import_s),
