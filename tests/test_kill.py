@@ -29,6 +29,18 @@ MAP_SCRIPT = textwrap.dedent("""
     from claudeforce_nb.core.orchestrator import run_agent
 
     items = [f"Write helper function number {i} for parsing dates." for i in range(int(sys.argv[1]))]
+    try:  # the memory store, when present, is being written too when the kill comes
+        from claudeforce_nb.store import memory
+    except ImportError:
+        memory = None
+    if memory is not None:
+        def remember():
+            i = 0
+            while True:
+                memory.add("python-expert", f"remembered session {i} about parsing dates", "an answer")
+                i += 1
+
+        threading.Thread(target=remember, daemon=True).start()
     try:
         from claudeforce_nb.core.batch import map_agent
     except ImportError:  # the map engine is optional here: 32 threads do the same job
@@ -112,6 +124,15 @@ def test_sigkill_during_32_way_map_leaves_every_store_loadable(home: Path, tmp_p
     for db in databases:  # the response cache and, when present, the memory store
         with sqlite3.connect(db) as conn:
             assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    memory_db = home / "memory" / "agent_memory.sqlite3"
+    if memory_db.exists():  # reopens, migrates nothing twice, finds what the killed run stored
+        from claudeforce_nb.store.memory import AgentMemory
+
+        store = AgentMemory(memory_db)
+        assert store.count() > 0
+        assert store.search("parsing dates", agent="python-expert")
+        store.add("python-expert", "after the crash", "still writable")
+        store.close()
     cache = ResponseCache(home / "cache" / "responses.sqlite3")
     assert len(cache) > 0
     cache.set("after-crash", {"text": "still writable"})
