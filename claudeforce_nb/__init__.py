@@ -54,7 +54,7 @@ _LAZY: dict[str, str] = {
     "WorkflowResult": "claudeforce_nb.core.workflow:WorkflowResult",
     "ClaudeforceError": "claudeforce_nb.errors:ClaudeforceError",
     "errors": "claudeforce_nb.errors:",
-    "analytics": "claudeforce_nb.analytics.frames:",
+    "analytics": "claudeforce_nb.analytics:",
     "plots": "claudeforce_nb.analytics.plots:",
     "memory": "claudeforce_nb.store.memory:",
     "demo": "claudeforce_nb.demo:",

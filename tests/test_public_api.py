@@ -49,3 +49,18 @@ def test_import_does_not_load_heavy_dependencies() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == ""
+
+
+def test_analytics_keeps_the_tables_after_an_analytics_submodule_is_imported() -> None:
+    # Importing claudeforce_nb.analytics.dashboard sets the package as claudeforce_nb.analytics;
+    # cf.analytics.summary must still be the table function, before and after.
+    code = (
+        "import claudeforce_nb as cf\n"
+        "import claudeforce_nb.analytics.dashboard\n"
+        "from claudeforce_nb.analytics import frames, plots\n"
+        "assert cf.analytics.summary is frames.summary and cf.analytics.by_agent is frames.by_agent\n"
+        "assert plots.model_mix is cf.plots.model_mix\n"
+        "print('ok')"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.stdout.strip() == "ok", done.stderr
