@@ -311,3 +311,22 @@ def test_one_scan_per_skill_agrees_with_matching_each_trigger() -> None:
     for skill in library().skills():
         for task in tasks:
             assert _has_trigger(skill, task.lower()) == bool(trigger_matches(skill, task)), (skill.name, task)
+
+
+def test_unpriced_claude_model_is_sent_and_its_cost_recorded_as_null(caplog: pytest.LogCaptureFixture) -> None:
+    """A Claude id newer than the price table is called as asked; cost is null with one warning."""
+    simulator = Simulator(speed=0.0, seed=7, known_models=lambda m: True)
+    with use_simulator(simulator):
+        cf_client.reset_clients()
+        try:
+            first = run_agent("python-expert", "What does zip() do?", model="claude-mythos-6", cache=False)
+            second = run_agent("python-expert", "What does enumerate() do?", model="claude-mythos-6", cache=False)
+        finally:
+            cf_client.reset_clients()
+    assert first.success and second.success and first.model == "claude-mythos-6"
+    assert first.cost_usd is None and second.cost_usd is None
+    assert simulator.history[-1]["model"] == "claude-mythos-6"
+    warnings = [r for r in caplog.records if "No price known for model 'claude-mythos-6'" in r.getMessage()]
+    assert len(warnings) == 1
+    recorded = [r for r in rows() if r["model"] == "claude-mythos-6"]
+    assert len(recorded) == 2 and all(r["estimated_cost"] is None for r in recorded)

@@ -509,7 +509,7 @@ def test_unknown_agent_and_unknown_workflow_fail_before_any_call(sim):
 
 def test_bad_model_pin_fails_before_any_call(sim):
     with pytest.raises(errors.InvalidModelError):
-        run_workflow(workflow("w", [step("a", "Do it."), step("b", "Do that.", model="claude-nope-1")]))
+        run_workflow(workflow("w", [step("a", "Do it."), step("b", "Do that.", model="gpt-nope-1")]))
     assert len(sim.history) == 0
 
 

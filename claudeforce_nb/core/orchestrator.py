@@ -9,9 +9,11 @@ The sync and async paths share every step but the SDK call itself.
 from __future__ import annotations
 
 import asyncio
+import difflib
 import hashlib
 import logging
 import os
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -56,6 +58,9 @@ class Call:
         return self.route.model
 
 
+_CLAUDE_ID = re.compile(r"claude-[a-z0-9]+(?:[.-][a-z0-9]+)*")
+
+
 def resolve_model(model: str) -> str:
     """Accept a known model id, a dated id, or a tier name (haiku/sonnet/opus)."""
     s = get_settings()
@@ -64,9 +69,15 @@ def resolve_model(model: str) -> str:
     pricing = get_pricing()
     if pricing.is_known(model):
         return model
+    near = errors.did_you_mean(model, list(pricing.models))
+    typo = any(difflib.SequenceMatcher(None, model, m).ratio() >= 0.9 for m in pricing.models)
+    if not typo and _CLAUDE_ID.fullmatch(model):
+        # An unpriced Claude id that is no near-miss of a known one (a model newer than our price
+        # table) is sent as asked; its cost is recorded as null with one warning, never guessed.
+        return model
     raise errors.InvalidModelError(
         f"Unknown model '{model}'.",
-        hint=(errors.did_you_mean(model, list(pricing.models)) or
+        hint=(near or
               f"Known models: {', '.join(m for m, p in pricing.models.items() if not p.legacy)} "
               "(or haiku/sonnet/opus); add others with a pricing file."),
     )
