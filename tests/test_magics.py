@@ -137,6 +137,19 @@ def test_line_magic_sends_the_rest_of_the_line_verbatim(ip: InteractiveShell, si
     assert ip.user_ns["r"].model == "claude-haiku-5-5"
 
 
+def test_line_magic_ending_in_a_question_mark_asks_the_agent_not_ipython_help(ip: InteractiveShell,
+                                                                             sim: Simulator) -> None:
+    # IPython's help syntax would turn `... DataFrame?` into `%pinfo DataFrame`
+    with capture_output() as cap:
+        ip.run_cell("%agent python-expert -o r how do I pivot a DataFrame?")
+    assert "not found" not in cap.stdout
+    assert sent(sim) == "how do I pivot a DataFrame?"
+    assert ip.user_ns["r"].success
+    with capture_output() as cap:
+        ip.run_cell("%agent?")  # help on the magic itself still works
+    assert not cap.stderr and len(sim.history) == 1
+
+
 def test_no_stream_and_no_cache_flags(ip: InteractiveShell, sim: Simulator) -> None:
     ip.run_cell_magic("agent", "python-expert -o a", "Explain decorators.")
     ip.run_cell_magic("agent", "python-expert -o b", "Explain decorators.")

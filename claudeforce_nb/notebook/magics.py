@@ -404,9 +404,29 @@ class AgentMagics(Magics, Configurable):
         self._store(args.out, result)
 
 
+_QUESTION = re.compile(r"^(\s*)%agent(\s.*\?)\s*$")
+
+
+def keep_question_mark(lines: list[str]) -> list[str]:
+    """IPython reads a line ending in `?` as a help request, so `%agent --auto how do I pivot a
+    DataFrame?` would show help on `DataFrame` instead of asking. This input transformer (run
+    before IPython's help syntax) turns such a line into the magic call itself, question mark
+    kept. Cells with triple quotes are left alone: the line could be inside a string."""
+    if any('"""' in line or "'''" in line for line in lines):
+        return lines
+    out = []
+    for line in lines:
+        m = _QUESTION.match(line)
+        out.append(f"{m.group(1)}get_ipython().run_line_magic('agent', {m.group(2).strip()!r})\n" if m else line)
+    return out
+
+
 def load_ipython_extension(ipython: Any) -> None:
     """Register the magics and the `AgentMagics` configurable (Magics does the latter)."""
     ipython.register_magics(AgentMagics(shell=ipython))
+    cleanup = ipython.input_transformer_manager.cleanup_transforms
+    if keep_question_mark not in cleanup:
+        cleanup.append(keep_question_mark)
 
 
 def unload_ipython_extension(ipython: Any) -> None:
@@ -417,3 +437,5 @@ def unload_ipython_extension(ipython: Any) -> None:
             manager.magics[kind].pop(name, None)
     manager.registry.pop(AgentMagics.__name__, None)
     ipython.configurables[:] = [c for c in ipython.configurables if not isinstance(c, AgentMagics)]
+    cleanup = ipython.input_transformer_manager.cleanup_transforms
+    cleanup[:] = [t for t in cleanup if t is not keep_question_mark]
