@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..config import TIERS, get_settings
-from ..errors import UsageError
+from ..errors import UnknownNameError, UsageError
 from ..pricing import Usage, get_pricing, tier_of
 from ..render import table_html, table_text
 
@@ -29,17 +29,39 @@ if TYPE_CHECKING:
 
 __all__ = ["RouterEvaluation", "SelectorEvaluation", "evaluate_router", "evaluate_selector"]
 
+
+def _read_file(path: Path) -> list[Any]:
+    if not path.is_file():
+        raise UsageError(f"No labelled file at {path}.", hint="Pass rows, a DataFrame or a .jsonl/.csv path.")
+    with path.open(encoding="utf-8") as f:
+        if path.suffix == ".csv":
+            return list(csv.DictReader(f))
+        out = []
+        for n, line in enumerate(f, start=1):
+            if line.strip():
+                try:
+                    out.append(json.loads(line))
+                except ValueError:
+                    raise UsageError(f"Line {n} of {path.name} is not JSON.",
+                                     hint="Write one JSON object per line (JSON Lines), or use a .csv file.") from None
+        return out
+
+
 def _rows(rows: Any, required: tuple[str, ...]) -> list[dict[str, Any]]:
     if isinstance(rows, str | Path):
-        path = Path(rows)
-        if not path.is_file():
-            raise UsageError(f"No labelled file at {path}.", hint="Pass rows, a DataFrame or a .jsonl/.csv path.")
-        with path.open(encoding="utf-8") as f:
-            out = list(csv.DictReader(f)) if path.suffix == ".csv" else [json.loads(ln) for ln in f if ln.strip()]
-    elif hasattr(rows, "to_dict") and hasattr(rows, "columns"):
+        rows = _read_file(Path(rows))
+    if hasattr(rows, "to_dict") and hasattr(rows, "columns"):
         out = rows.to_dict("records")
+    elif isinstance(rows, Iterable) and not isinstance(rows, str | bytes | Mapping):
+        out = list(rows)
+        bad = next((i for i, r in enumerate(out) if not isinstance(r, Mapping)), None)
+        if bad is not None:
+            raise UsageError(f"Row {bad} is a {type(out[bad]).__name__}, not a mapping.",
+                             hint=f"Give each row as a dict with {', '.join(required)}.")
+        out = [dict(r) for r in out]
     else:
-        out = [dict(r) for r in rows]
+        raise UsageError(f"Cannot evaluate a {type(rows).__name__}.",
+                         hint="Pass a list of dicts, a DataFrame or a .jsonl/.csv path.")
     if not out:
         raise UsageError("There are no rows to evaluate.", hint="Give at least one labelled task.")
     for i, row in enumerate(out):
@@ -115,6 +137,9 @@ def evaluate_router(rows: Iterable[Mapping[str, Any]] | pd.DataFrame | str | Pat
     from ..simulator.text import count_tokens
     from .routing import route
 
+    if not isinstance(output_tokens, int) or isinstance(output_tokens, bool) or output_tokens < 0:
+        raise UsageError(f"output_tokens must be a whole number >= 0, got {output_tokens!r}.",
+                         hint="It is the typical answer length used to estimate costs, e.g. 400.")
     data = _rows(rows, ("task", "tier"))
     s = get_settings()
     pricing = get_pricing()
@@ -124,7 +149,7 @@ def evaluate_router(rows: Iterable[Mapping[str, Any]] | pd.DataFrame | str | Pat
     mistakes: list[dict[str, Any]] = []
     for i, row in enumerate(data):
         expected = _tier(row["tier"], i)
-        agent = row.get("agent") or None
+        agent = row["agent"].strip() if isinstance(row.get("agent"), str) and row["agent"].strip() else None
         spec = lib.agent(agent) if agent else None
         r = route(row["task"], spec)
         confusion.loc[expected, r.tier] += 1
@@ -186,9 +211,14 @@ def evaluate_selector(rows: Iterable[Mapping[str, Any]] | pd.DataFrame | str | P
     """Select agents for every labelled task: top-1 and top-k accuracy, and the confusions."""
     import pandas as pd
 
+    from ..definitions import library
     from .selection import select_agent
 
     data = _rows(rows, ("task", "agent"))
+    known = library().agent_names()
+    for row in data:
+        if row["agent"].strip() not in known:  # a typo in a label would count as a silent miss
+            raise UnknownNameError("agent", row["agent"].strip(), known)
     hits1 = hitsk = 0
     methods: set[str] = set()
     misses: Counter[tuple[str, str]] = Counter()

@@ -1,7 +1,8 @@
 """Model routing: the cheapest Claude tier that can do a task well (`cf.route`).
 
-An explicit model (argument or `default_model` setting) wins, then the agent's `model` pin; else
-the task's complexity is estimated from what it says, not from bare keywords:
+A model named for the call (`run_agent(model=...)`, decided before the router is asked) wins, then
+the agent's `model` pin, then the `default_model` setting; else the task's complexity is estimated
+from what it says, not from bare keywords:
 
 - what is asked: a mechanical edit or a short factual question (down), ordinary work such as
   writing, reviewing or debugging (stays), a design, plan, proof, derivation or threat model (up);
