@@ -316,7 +316,8 @@ class AgentMemory:
                f"WHERE 1{ok} {{extra}} ORDER BY f.rank LIMIT ?")
         rows: list[Any] = []
         if agent is not None:
-            match = f'agent_key : "ag{agent.replace("-", "")}" AND ({words})'
+            key = "ag" + agent.replace("-", "").replace('"', '""')  # a quote must not end the FTS string
+            match = f'agent_key : "{key}" AND ({words})'
             rows = self._db.execute(sql.format(extra="AND s.agent_name = ?"), (match, floor, agent, k)).fetchall()
         if len(rows) < k:
             extra, args = ("AND s.agent_name IS NOT ?", (words, floor, agent, k - len(rows))) if agent is not None \
