@@ -227,7 +227,7 @@ def trends(df: pd.DataFrame, interval: str = "daily") -> pd.DataFrame:
         start = ts.dt.floor("D")
     else:  # weeks start on Monday 00:00 UTC
         day = ts.dt.floor("D")
-        start = day - pd.to_timedelta(day.dt.weekday, unit="D")
+        start = day - pd.to_timedelta(day.dt.day_of_week, unit="D")
     frame = df.assign(_period=start.to_numpy())
     out = _grouped(frame, ["_period"]).sort_index()
     full = pd.date_range(out.index.min(), out.index.max(), freq=INTERVALS[interval], tz="UTC")

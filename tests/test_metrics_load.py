@@ -1,0 +1,204 @@
+"""`cf.metrics()`: filters, dtypes, bad lines skipped and reported once, and loads that run while
+another thread or process keeps appending."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from metrics_rows import iso, log_path, make_rows, write_rows
+
+import claudeforce_nb as cf
+from claudeforce_nb.errors import UsageError
+from claudeforce_nb.store.metrics import CATEGORICAL, MetricsLog, load_metrics
+
+NOW = datetime.now(timezone.utc)
+
+
+def test_frame_has_tz_aware_timestamps_categoricals_and_numeric_types(home: Path) -> None:
+    write_rows(home, make_rows(50, seed=1))
+    df = cf.metrics()
+    assert isinstance(df["timestamp"].dtype, pd.DatetimeTZDtype) and str(df["timestamp"].dt.tz) == "UTC"
+    for column in ("agent_name", "model", "tier", "backend", "error_type"):
+        assert isinstance(df[column].dtype, pd.CategoricalDtype), column
+    assert set(CATEGORICAL) >= {"agent_name", "model"}
+    assert df["success"].dtype == bool and df["cached"].dtype == bool
+    for column in ("input_tokens", "output_tokens", "total_tokens", "attempts", "executions"):
+        assert df[column].dtype == "int64", column
+    assert df["estimated_cost"].dtype == "float64" and df["execution_time_ms"].dtype == "float64"
+    assert (df["executions"] == 1).all() and not df["is_rollup"].any()
+    df.loc[0, "input_tokens"] = -1  # the frame is the user's to change (not read-only Arrow memory)
+    assert df.loc[0, "input_tokens"] == -1
+
+
+def test_days_since_and_agents_filter_rows(home: Path) -> None:
+    rows = make_rows(200, seed=2, start=NOW - timedelta(days=10), hours=10 * 24)
+    write_rows(home, rows)
+
+    def stamps(pred: object) -> list[str]:
+        return sorted(r["task_hash"] for r in rows if pred(r))  # type: ignore[operator]
+
+    def t(r: dict[str, object]) -> datetime:
+        return datetime.fromisoformat(str(r["timestamp"]))
+
+    assert len(cf.metrics()) == 200
+    cut = NOW - timedelta(days=3)
+    assert sorted(cf.metrics(days=3)["task_hash"]) == stamps(lambda r: t(r) >= cut)
+    since = NOW - timedelta(days=5)
+    assert sorted(cf.metrics(since=since)["task_hash"]) == stamps(lambda r: t(r) >= since)
+    naive = since.replace(tzinfo=None)  # naive times are UTC
+    assert sorted(cf.metrics(since=naive)["task_hash"]) == stamps(lambda r: t(r) >= since)
+    day = (NOW - timedelta(days=4)).strftime("%Y-%m-%d")
+    midnight = datetime.fromisoformat(day).replace(tzinfo=timezone.utc)
+    assert sorted(cf.metrics(since=day)["task_hash"]) == stamps(lambda r: t(r) >= midnight)
+    assert sorted(cf.metrics(agents="sql-expert")["task_hash"]) == stamps(lambda r: r["agent_name"] == "sql-expert")
+    two = ["sql-expert", "data-analyst"]
+    both = cf.metrics(days=3, agents=two)
+    assert sorted(both["task_hash"]) == stamps(lambda r: r["agent_name"] in two and t(r) >= cut)
+    assert set(both["agent_name"]) <= set(two)
+    assert len(cf.metrics(agents=["nobody"])) == 0
+
+
+def test_bad_filters_are_one_line_usage_errors(home: Path) -> None:
+    with pytest.raises(UsageError, match="days must be a non-negative number"):
+        cf.metrics(days=-1)
+    with pytest.raises(UsageError, match="not a date or time"):
+        cf.metrics(since="last tuesday-ish")
+
+
+def test_torn_last_line_and_corrupt_lines_are_skipped_counted_and_reported_once(
+        home: Path, caplog: pytest.LogCaptureFixture) -> None:
+    rows = make_rows(20, seed=3)
+    path = write_rows(home, rows[:10])
+    with path.open("ab") as f:
+        f.write(b"{\"timestamp\": \"2026-01-01T00:00:00+00:00\", \"agent_na\n")  # cut mid-record
+        f.write(b"[1, 2, 3]\n")  # valid JSON, not a record
+        f.write(b"\xff\xfe not json at all\n")
+    write_rows(home, rows[10:])
+    with path.open("ab") as f:
+        f.write(b"{\"timestamp\": \"2026-01-0")  # a writer killed mid-line: the torn last line
+    with caplog.at_level(logging.WARNING, logger="claudeforce_nb.metrics"):
+        first = cf.metrics()
+        second = cf.metrics()
+    assert list(first["task_hash"]) == [r["task_hash"] for r in rows]
+    assert first.attrs["skipped_lines"] == 4 and second.attrs["skipped_lines"] == 4
+    warnings = [r.getMessage() for r in caplog.records if "Skipped" in r.getMessage()]
+    assert len(warnings) == 1 and "Skipped 4" in warnings[0]
+    # the next append ends the torn line first, so nothing new is lost
+    write_rows(home, make_rows(1, seed=4))
+    assert len(cf.metrics()) == 21
+
+
+def test_a_log_of_only_garbage_loads_empty_without_raising(home: Path) -> None:
+    path = log_path(home)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"null\n\x00\x00\n{}\n{\"timestamp\": 5}\n")
+    df = cf.metrics()
+    assert len(df) == 0 and df.attrs["skipped_lines"] == 4
+
+
+def test_cached_load_equals_an_uncached_parse_after_more_appends(home: Path) -> None:
+    cf.demo.synthetic_metrics(9000, seed=5, write=True)  # > 4 MB: the loader caches it in columns
+    first = cf.metrics()
+    assert (log_path(home).parent / ".cache").is_dir()
+    write_rows(home, make_rows(30, seed=6))
+    cached = cf.metrics()
+    fresh = load_metrics(log_path(home), cache=False)
+    assert len(first) == 9000 and len(cached) == 9030
+    pd.testing.assert_frame_equal(cached, fresh)
+
+
+def _is_prefix(loaded: list[str], written: list[str]) -> bool:
+    return loaded == written[:len(loaded)]
+
+
+LOADS = 20  # loads made while the writer keeps appending
+
+
+def test_loading_while_a_thread_appends_sees_whole_records_in_order(home: Path) -> None:
+    cf.demo.synthetic_metrics(9000, seed=7, write=True)  # > 4 MB: loads go through the columnar cache
+    base = list(cf.metrics()["task_hash"])
+    rows = make_rows(6000, seed=8)
+    log = MetricsLog(log_path(home))
+    stop = threading.Event()
+    appended = [0]
+
+    def writer() -> None:
+        for i in range(0, len(rows), 5):
+            if stop.is_set():
+                break
+            log.append_many(rows[i:i + 5])
+            appended[0] = i + 5
+            time.sleep(0.001)  # let the loads run between appends, as a busy kernel would
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    written = base + [r["task_hash"] for r in rows]
+    seen = []
+    try:
+        while len(seen) < LOADS and thread.is_alive():
+            df = cf.metrics()
+            hashes = list(df["task_hash"])
+            assert _is_prefix(hashes, written)  # whole records, none lost or reordered
+            assert df.attrs["skipped_lines"] <= 1  # at most the line being written right now
+            seen.append(len(hashes))
+    finally:
+        stop.set()
+        thread.join()
+    assert seen == sorted(seen) and len(set(seen)) > 1
+    final = cf.metrics()
+    assert list(final["task_hash"]) == written[:len(base) + appended[0]] and final.attrs["skipped_lines"] == 0
+
+
+WRITER = """
+import os, sys
+from metrics_rows import make_rows, write_rows
+home, go, stop = sys.argv[1], sys.argv[2], sys.argv[3]
+rows = make_rows(20000, seed=9)
+open(go, "w").close()
+for i in range(0, len(rows), 10):
+    if os.path.exists(stop):
+        break
+    write_rows(home, rows[i:i + 10])
+"""
+
+
+def test_loading_while_another_process_appends_never_raises(home: Path, tmp_path: Path) -> None:
+    write_rows(home, make_rows(100, seed=10))
+    go, stop = tmp_path / "started", tmp_path / "stop"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(home), str(go), str(stop)], env=env)
+    written = [r["task_hash"] for r in make_rows(100, seed=10) + make_rows(20000, seed=9)]
+    seen = []
+    try:
+        deadline = time.monotonic() + 60
+        while not go.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        while len(seen) < LOADS and proc.poll() is None:
+            df = cf.metrics()
+            hashes = list(df["task_hash"])
+            assert _is_prefix(hashes, written)
+            assert df.attrs["skipped_lines"] <= 1
+            seen.append(len(hashes))
+    finally:
+        stop.touch()
+        assert proc.wait(timeout=60) == 0
+    assert seen == sorted(seen) and len(set(seen)) > 1
+    final = list(cf.metrics()["task_hash"])
+    assert final == written[:len(final)] and len(final) > 100
+
+
+def test_timestamps_with_offsets_are_converted_to_utc(home: Path) -> None:
+    row = make_rows(1, seed=11)[0]
+    local = datetime(2026, 2, 1, 12, 0, tzinfo=timezone(timedelta(hours=5)))
+    write_rows(home, [dict(row, timestamp=local.isoformat()), dict(row, timestamp=iso(local))])
+    df = cf.metrics()
+    assert list(df["timestamp"]) == [pd.Timestamp("2026-02-01 07:00", tz="UTC")] * 2
