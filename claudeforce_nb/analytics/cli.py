@@ -62,7 +62,9 @@ def _parser() -> _Parser:
 
 
 def _money(x: float) -> str:
-    return "n/a" if x != x else (f"${x:,.4f}" if abs(x) < 10 else f"${x:,.2f}")
+    if x != x:
+        return "n/a"
+    return ("-" if x < 0 else "") + (f"${abs(x):,.4f}" if abs(x) < 10 else f"${abs(x):,.2f}")
 
 
 def _ms(x: float) -> str:

@@ -64,7 +64,7 @@ def _fmt_ms(ms: float) -> str:
 
 
 def _fmt_usd(x: float) -> str:
-    return f"${x:,.4f}" if abs(x) < 1 else f"${x:,.2f}"
+    return ("-" if x < 0 else "") + (f"${abs(x):,.4f}" if abs(x) < 1 else f"${abs(x):,.2f}")
 
 
 def _kpis(cur: dict[str, Any], prev: dict[str, Any] | None) -> list[Kpi]:
