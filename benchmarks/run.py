@@ -24,7 +24,7 @@ from typing import Any
 
 from . import format_value
 
-MODULES = ("overhead", "workflows", "reliability", "batch", "load_ext")
+MODULES = ("overhead", "workflows", "reliability", "batch", "load_ext", "selection", "analytics")
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 BASELINE = HERE / "baseline.json"
@@ -100,7 +100,8 @@ def regressions(results: Results, baseline: Results, tolerance: float = TOLERANC
     return worse
 
 
-def load_baseline(path: Path = BASELINE) -> Results:
+def load_baseline(path: Path | None = None) -> Results:
+    path = path or BASELINE
     if not path.is_file():
         return {}
     data = json.loads(path.read_text(encoding="utf-8"))
