@@ -112,7 +112,7 @@ class Simulator:
         self.known_models = known_models or _known_model
         self.clock = clock
         self._lock = threading.Lock()
-        self._seen: collections.Counter[str] = collections.Counter()
+        self._seen: collections.Counter[bytes] = collections.Counter()
         self._prompt_cache: dict[str, float] = {}
         self._window: collections.deque[float] = collections.deque()
         self._scripted: collections.deque[dict[str, Any]] = collections.deque()
@@ -263,9 +263,11 @@ class Simulator:
             return random.Random()
         key = json.dumps(data, sort_keys=True, default=str)
         attempt = headers.get("x-stainless-retry-count", "0")
+        # counted by digest, not by the request text: a long job would keep every prompt alive
+        seen = hashlib.sha256(f"{attempt}\x00{key}".encode()).digest()
         with self._lock:
-            self._seen[key + attempt] += 1
-            n = self._seen[key + attempt]
+            self._seen[seen] += 1
+            n = self._seen[seen]
         digest = hashlib.sha256(f"{self.seed}\x00{attempt}\x00{n}\x00{key}".encode()).digest()
         return random.Random(digest)
 
@@ -344,13 +346,15 @@ class Simulator:
             text = simulated_answer(model, system, user, self.seed)
         stop_reason = "end_turn"
         max_tokens = int(data["max_tokens"])
-        if count_tokens(text) > max_tokens:
+        output_tokens = count_tokens(text)
+        if output_tokens > max_tokens:
             text = truncate_to_tokens(text, max_tokens)
             stop_reason = "max_tokens"
+            output_tokens = count_tokens(text)
         read, write_5m, write_1h = self._cache_usage(data, model)
         input_tokens = self.input_tokens(data) - read - write_5m - write_1h
         return {
-            "id": "msg_sim_" + "".join(rng.choice("0123456789abcdef") for _ in range(24)),
+            "id": "msg_sim_" + hex_digits(rng, 24),
             "type": "message",
             "role": "assistant",
             "model": model,
@@ -359,7 +363,7 @@ class Simulator:
             "stop_sequence": None,
             "usage": {
                 "input_tokens": input_tokens,
-                "output_tokens": count_tokens(text),
+                "output_tokens": output_tokens,
                 "cache_creation_input_tokens": write_5m + write_1h,
                 "cache_read_input_tokens": read,
                 "cache_creation": {"ephemeral_5m_input_tokens": write_5m, "ephemeral_1h_input_tokens": write_1h},
@@ -394,6 +398,21 @@ def _known_model(model: str) -> bool:
     from ..pricing import get_pricing
 
     return get_pricing().is_known(model)
+
+
+_HEX = "0123456789abcdef"
+
+
+def hex_digits(rng: random.Random, n: int) -> str:
+    """`n` times rng.choice("0123456789abcdef"), from the same random bits (`Random.choice` over 16
+    symbols draws 5 bits until they are below 16) without two Python calls per digit."""
+    bits = rng.getrandbits
+    out: list[str] = []
+    while len(out) < n:
+        r = bits(5)
+        if r < 16:
+            out.append(_HEX[r])
+    return "".join(out)
 
 
 def sse_bytes(name: str, data: dict[str, Any]) -> bytes:

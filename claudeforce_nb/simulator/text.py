@@ -37,16 +37,35 @@ _STOP = {
 }
 
 
+# Each ASCII character as its class for `_TOKEN_RE`: w (\w), a space (\s), p (anything else).
+_CLASSES = bytes(
+    ord("w") if re.fullmatch(r"\w", chr(c)) else ord(" ") if re.fullmatch(r"\s", chr(c)) else ord("p")
+    for c in range(128)
+) + b"p" * 128
+
+
 def count_tokens(text: str) -> int:
     """Tokens in `text`: word pieces of up to four characters plus punctuation."""
     if len(text) > 2000:  # system prompts repeat on every call: counted once, not per request
         return _count_long(text)
-    return len(_TOKEN_RE.findall(text))
+    return _count(text)
 
 
 @functools.lru_cache(maxsize=256)
 def _count_long(text: str) -> int:
-    return len(_TOKEN_RE.findall(text))
+    return _count(text)
+
+
+def _count(text: str) -> int:
+    """len(_TOKEN_RE.findall(text)), several times faster for ASCII text (a simulated call counts
+    its answer and its task on the event loop of a map job): a run of n word characters is
+    ceil(n / 4) tokens, every other non-space character one."""
+    if not text.isascii():
+        return len(_TOKEN_RE.findall(text))
+    classes = text.encode("ascii").translate(_CLASSES)
+    quads = classes.replace(b"wwww", b"W")  # a run of n: n // 4 W, then n % 4 w
+    rests = quads.replace(b"W", b"").replace(b"www", b"w").replace(b"ww", b"w")  # each remainder: one w
+    return classes.count(b"p") + quads.count(b"W") + rests.count(b"w")
 
 
 def _words(text: str) -> list[str]:
