@@ -85,7 +85,10 @@ WEIGHT_COLUMNS: tuple[tuple[str, str], ...] = (("executions", "int64"), ("is_rol
 CATEGORICAL = ("agent_name", "model", "tier", "backend", "error_type", "session_id")
 
 LIVE_NAME = "executions.jsonl"
-_BLOCK = 64 << 20  # parse a long uncached tail in blocks of this many bytes (bounded memory)
+# Parse a long uncached tail in blocks of this many bytes: the block, its parsed table and the
+# parser's buffers are what a first load holds on top of the frame (64 MB blocks: +200 MB at 1M rows).
+_BLOCK = 16 << 20
+_CHUNK = 64 << 20  # ... and cache them in chunks covering about this many bytes of the log
 _CACHE_MIN = 4 << 20  # a tail shorter than this is parsed on every load instead of cached
 _MAX_CHUNKS = 12  # more cached chunks than this for one file are merged into one
 
@@ -420,6 +423,19 @@ def _read_log(path: Path, cache_root: Path | None, out: FrameBuilder) -> tuple[i
         skipped += bad
         at = end
     torn = 0
+    # Parsed blocks wait here until they cover _CHUNK bytes, then become one cached chunk: small
+    # blocks keep a first load's memory low without leaving a cache of many small files.
+    pending: list[Any] = []
+    chunk_start, chunk_bad = at, 0
+
+    def flush() -> None:
+        nonlocal chunk_start, chunk_bad
+        if folder is not None and at - chunk_start >= _CACHE_MIN:
+            _cache_write(folder, f"{chunk_start}-{at}-{chunk_bad}.arrow",
+                         (b for t in pending for b in t.to_batches(max_chunksize=BATCH_ROWS)))
+            chunk_start, chunk_bad = at, 0
+            pending.clear()
+
     with open(path, "rb") as f:
         f.seek(at)
         while True:
@@ -436,12 +452,16 @@ def _read_log(path: Path, cache_root: Path | None, out: FrameBuilder) -> tuple[i
             f.seek(at + cut)
             table, bad = _parse_jsonl(raw[:cut])
             del raw
-            if folder is not None and cut >= _CACHE_MIN:
-                _cache_write(folder, f"{at}-{at + cut}-{bad}.arrow", table.to_batches(max_chunksize=BATCH_ROWS))
             out.add_table(table)
-            del table
             skipped += bad
             at += cut
+            if folder is not None:
+                pending.append(table)
+                chunk_bad += bad
+                if at - chunk_start >= _CHUNK:
+                    flush()
+            del table
+    flush()
     return skipped, torn
 
 
