@@ -168,6 +168,7 @@ class Library:
             mine = dict.fromkeys(Path(os.path.abspath(p)) for p in _as_paths(user[kind]))  # against the CWD
             self._dirs[kind] = ([(ship, "shipped")] if include_shipped else []) + [
                 (p, "user") for p in mine if not (include_shipped and p.resolve() == ship)]
+        self.folders = self.folder_stamp()  # taken before reading, like the fingerprint below
         self.fingerprint = self.stat_fingerprint()  # taken before reading, so a racing edit reloads later
         self._specs: dict[str, dict[str, Any]] = {kind: {} for kind in _KINDS}
         self._broken: dict[str, dict[str, list[Problem]]] = {kind: {} for kind in _KINDS}
@@ -175,6 +176,20 @@ class Library:
         for kind in _KINDS:
             self._load(kind)
         self._problems.sort(key=lambda p: (p.path, p.line or 0))
+
+    def folder_stamp(self) -> tuple[int | None, ...]:
+        """The mtime of each user folder: it changes when a file is added, removed or renamed
+        there, and costs one stat per folder, so `library()` checks it on every call (a notebook
+        writes an agent file and uses it in the very next cell)."""
+        out: list[int | None] = []
+        for dirs in self._dirs.values():
+            for directory, source in dirs:
+                if source == "user":
+                    try:
+                        out.append(os.stat(directory).st_mtime_ns)
+                    except OSError:
+                        out.append(None)
+        return tuple(out)
 
     def stat_fingerprint(self) -> tuple[Any, ...]:
         """Path, mtime, size and inode of every definition file: cheap, and changes on any edit."""
@@ -327,13 +342,17 @@ def library() -> Library:
     key = (os.getcwd(), dirs)  # relative folders mean something else in another CWD
     now = time.monotonic()
     cached = _cached
-    if cached is not None and cached[0] == key and now - cached[1] < _RECHECK_S:
+    if cached is not None and cached[0] == key and now - cached[1] < _RECHECK_S \
+            and cached[2].folder_stamp() == cached[2].folders:
         return cached[2]
     with _lock:
         cached = _cached
-        if cached is not None and cached[0] == key and cached[2].stat_fingerprint() == cached[2].fingerprint:
-            _cached = (key, now, cached[2])
-            return cached[2]
+        if cached is not None and cached[0] == key:
+            folders = cached[2].folder_stamp()
+            if cached[2].stat_fingerprint() == cached[2].fingerprint:  # e.g. only a non-definition file came
+                cached[2].folders = folders
+                _cached = (key, now, cached[2])
+                return cached[2]
         lib = Library(*dirs)
         _cached = (key, now, lib)
         return lib

@@ -602,6 +602,21 @@ def test_same_size_edit_with_a_new_mtime_is_picked_up(tmp_path: Path, monkeypatc
     assert library().agent("mine").body == "Version B."
 
 
+def test_a_file_added_right_after_a_call_is_seen_by_the_next_call(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    # a notebook writes an agent file (%%writefile) and uses it in the next cell, within the recheck interval
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(definitions, "_RECHECK_S", 3600.0)
+    (tmp_path / "agents").mkdir()
+    assert "mine" not in library().agent_names()
+    write(tmp_path / "agents" / "mine.md", agent_md("mine", skills="[]"))
+    assert "mine" in library().agent_names()
+    lib = library()
+    (tmp_path / "agents" / "notes.txt").write_text("not a definition")
+    assert library() is lib  # the folder changed, the definitions did not: no reload
+    assert library() is lib
+
+
 def test_added_and_removed_files_are_picked_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(definitions, "_RECHECK_S", 0.0)
