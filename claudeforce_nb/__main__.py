@@ -6,8 +6,10 @@ User mistakes print one line on stderr and exit 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import sys
+from pathlib import Path
 from typing import Any
 
 from .errors import ClaudeforceError
@@ -52,6 +54,29 @@ DEMO_TASKS = (
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    """The notebook tour (`demo.run_demo`) from a repository checkout; the terminal tour with
+    --text, or when the notebook or nbclient is not installed (a wheel carries no notebooks)."""
+    from . import demo
+
+    if args.text:
+        return text_tour()
+    if args.notebook is None:
+        missing = None
+        if demo.find_notebook() is None:
+            missing = f"notebooks/{demo.QUICKSTART} is not installed with the package (it is in the repository)"
+        elif importlib.util.find_spec("nbclient") is None or importlib.util.find_spec("nbconvert") is None:
+            missing = "the notebook tour needs nbclient and nbconvert (pip install 'claudeforce_nb[dev]')"
+        if missing is not None:
+            print(f"{missing}: running the terminal tour instead.\n", file=sys.stderr)
+            return text_tour()
+    try:
+        return demo.run_demo(args.out, args.notebook)
+    except demo.NotebookFailed as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+def text_tour() -> int:
     from .core.orchestrator import run_agent
 
     print("claudeforce_nb demo — agents answering on the offline simulator unless ANTHROPIC_API_KEY is set\n")
@@ -85,7 +110,10 @@ def main(argv: list[str] | None = None) -> int:
     p_run.add_argument("--no-stream", action="store_true")
     p_run.add_argument("--no-cache", action="store_true")
     p_run.set_defaults(fn=cmd_run)
-    p_demo = sub.add_parser("demo", help="a short offline tour")
+    p_demo = sub.add_parser("demo", help="run the quickstart notebook offline; write it and dashboards as HTML")
+    p_demo.add_argument("--out", default="demo", metavar="DIR", help="where the HTML files go (default: demo)")
+    p_demo.add_argument("--notebook", type=Path, metavar="PATH", help="run this notebook instead of the quickstart")
+    p_demo.add_argument("--text", action="store_true", help="the terminal tour: a few answers and a cost table")
     p_demo.set_defaults(fn=cmd_demo)
     p_val = sub.add_parser("validate", help="check agents, skills and workflows", add_help=False)
     p_val.set_defaults(fn=None)

@@ -1,15 +1,20 @@
 """`python -m claudeforce_nb run | demo`: answers offline, and bad input is one line on stderr with
-exit code 2 — never a traceback."""
+exit code 2 — never a traceback. `demo` runs the quickstart notebook headless and writes it and two
+dashboards as HTML, or the terminal tour where the notebook is not installed."""
 
 from __future__ import annotations
 
 import io
 import os
+import re
 import subprocess
 import sys
+from pathlib import Path
 
+import nbformat
 import pytest
 
+from claudeforce_nb import demo
 from claudeforce_nb.__main__ import DEMO_TASKS, main
 from claudeforce_nb.config import configure
 from claudeforce_nb.simulator import Simulator
@@ -97,8 +102,8 @@ def test_api_failure_exits_1_with_the_error(sim: Simulator, capsys: pytest.Captu
     assert "error:" in err and "overloaded" in err.lower()
 
 
-def test_demo_answers_each_task_and_prints_the_table(sim: Simulator, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo"]) == 0
+def test_demo_text_answers_each_task_and_prints_the_table(sim: Simulator, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--text"]) == 0
     out = capsys.readouterr().out
     assert out.count(SIMULATED_NOTE) == len(DEMO_TASKS)
     header = next(line for line in out.splitlines() if line.startswith("agent"))
@@ -109,3 +114,72 @@ def test_demo_answers_each_task_and_prints_the_table(sim: Simulator, capsys: pyt
     assert table[-1].rstrip().endswith("yes")  # the repeated task came from the cache
     assert "total cost $" in out
     assert len(sim.history) == len(DEMO_TASKS) - 1
+
+
+def test_demo_without_the_notebook_says_so_and_runs_the_terminal_tour(sim: Simulator, monkeypatch: pytest.MonkeyPatch,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(demo, "find_notebook", lambda name=demo.QUICKSTART: None)  # a wheel install
+    assert main(["demo"]) == 0
+    out, err = capsys.readouterr()
+    assert "01-quickstart.ipynb is not installed with the package" in err and "terminal tour" in err
+    assert out.count(SIMULATED_NOTE) == len(DEMO_TASKS) and "total cost $" in out
+
+
+def test_demo_with_a_missing_notebook_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    done = cli("demo", "--notebook", str(tmp_path / "nope.ipynb"), "--out", str(tmp_path / "out"))
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip() == f"error: No notebook at {tmp_path / 'nope.ipynb'}. Check the path " \
+                                  "(the repository has notebooks/01-quickstart.ipynb)."
+    assert not (tmp_path / "out").exists()
+
+
+def test_notebook_env_passes_no_key_and_no_setting_to_the_kernel(tmp_path: Path) -> None:
+    env = demo.notebook_env(tmp_path, {"PATH": "/bin", "ANTHROPIC_API_KEY": "sk-ant-x", "ANTHROPIC_BASE_URL": "http://h",
+                                       "CLAUDEFORCE_BACKEND": "anthropic", "CLAUDEFORCE_HOME": "/elsewhere"})
+    assert env["CLAUDEFORCE_HOME"] == str(tmp_path) and env["PATH"] == "/bin"
+    assert sorted(k for k in env if k.startswith(("ANTHROPIC_", "CLAUDEFORCE_"))) == ["CLAUDEFORCE_HOME"]
+
+
+@pytest.mark.slow
+def test_a_cell_failing_without_the_raises_exception_tag_stops_the_run(tmp_path: Path) -> None:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("x = 1"), nbformat.v4.new_code_cell("1 / 0"),
+                nbformat.v4.new_code_cell("print('never')")]
+    nb.cells[1].metadata["tags"] = ["raises-exception"]
+    path = tmp_path / "nb.ipynb"
+    nbformat.write(nb, path)
+    run = demo.execute_notebook(path, tmp_path / "home")
+    assert (run.cells, run.expected_errors) == (3, 1)
+    assert run.notebook.cells[2].outputs[0]["text"] == "never\n"
+    nb.cells[1].metadata["tags"] = []
+    nbformat.write(nb, path)
+    failed = r"^nb.ipynb: code cell 2 of 3 failed: ZeroDivisionError: division by zero$"
+    with pytest.raises(demo.NotebookFailed, match=failed):
+        demo.execute_notebook(path, tmp_path / "home")
+
+
+@pytest.mark.slow
+def test_demo_runs_the_quickstart_offline_and_writes_the_pages(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    marker = "sk-ant-api03-demo-marker-0123456789"
+    # a key and backend=anthropic in the caller's environment: the notebook must still run on the simulator
+    done = cli("demo", "--out", str(out), env={"ANTHROPIC_API_KEY": marker, "CLAUDEFORCE_BACKEND": "anthropic"})
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert sorted(p.name for p in out.iterdir()) == ["dashboard-synthetic.html", "dashboard.html", "quickstart.html"]
+    page = (out / "quickstart.html").read_text()
+    assert page.count('class="cf-result"') >= 5 and "simulated</span>" in page
+    assert re.search(r"UsageError: Unknown agent (&#39;|')pyhton-expert", page)
+    assert "widget-view+json" not in page  # widgets shown by their saved HTML: readable without Jupyter
+    for name in ("dashboard.html", "dashboard-synthetic.html"):
+        html = (out / name).read_text()
+        assert "claudeforce_nb dashboard" in html and "Plotly.newPlot" in html
+    assert all(marker not in p.read_text() for p in out.iterdir()) and marker not in done.stdout + done.stderr
+
+    # the summary: one table row per call, and a total line that adds them up
+    text = done.stdout
+    assert "1 error shown on purpose" in text
+    rows = [line.split() for line in text.splitlines() if re.match(r"\s+[a-z-]+\s+claude-", line)]
+    calls, total = re.search(r"(\d+) calls · \$([\d.]+)", text).groups()  # type: ignore[union-attr]
+    assert len(rows) == int(calls) > 0
+    assert abs(sum(float(r[5].lstrip("$")) for r in rows) - float(total)) < 1e-4
+    assert f"dashboard of these {calls} calls" in text and str(out / "quickstart.html") in text
