@@ -15,9 +15,11 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) -m claudeforce_nb demo
 
+# The unit tests, then every notebook re-run by nbval and compared with its saved outputs
+# (notebooks/conftest.py: a fresh CLAUDEFORCE_HOME each, no key). tests/e2e is not collected (make e2e).
 test: $(STAMP)
 	$(PY) -m claudeforce_nb validate
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q tests notebooks --nbval --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg
 
 lint: $(STAMP)
 	$(PY) -m ruff check claudeforce_nb tests benchmarks
