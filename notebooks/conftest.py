@@ -12,9 +12,9 @@ import tempfile
 from typing import Any
 
 import pytest
+from refresh import SIM_SPEED
 
 from claudeforce_nb.demo import notebook_env
-from refresh import SIM_SPEED
 
 _saved: dict[str, Any] = {}  # the notebook being run, its home, and the environment before it
 
