@@ -207,43 +207,6 @@ def test_running_job_stops_sending_when_the_next_call_could_overrun(sim: Simulat
 
 
 # -- adaptive concurrency ----------------------------------------------------------------------
-def test_controller_halves_once_per_window_and_creeps_back() -> None:
-    now = [0.0]
-    c = AIMDController(16, clock=lambda: now[0], increase_every=2)
-    now[0] = 1.0
-    c.record(started=0.5, congested=True)
-    c.record(started=0.6, congested=True)  # same burst, sent under the old limit: no second halving
-    assert c.limit == 8 and c.decreases == 1
-    c.record(started=1.5, congested=True)
-    assert c.limit == 4
-    for _ in range(4):
-        c.record(started=2.0, congested=False)
-    assert c.limit == 6
-    assert [limit for _, limit in c.trace] == [16, 8, 4, 5, 6]
-    summary = c.summary()
-    assert summary["min_limit"] == 4 and summary["decreases"] == 2
-
-
-def test_controller_respects_floor_and_ceiling() -> None:
-    c = AIMDController(2, increase_every=1)
-    for t in range(10):
-        c.record(started=float(t) + 1e9, congested=True)
-    assert c.limit == 1
-    for _ in range(10):
-        c.record(started=0.0, congested=False)
-    assert c.limit == 2
-
-
-def test_controller_backs_off_on_429s_and_when_few_requests_remain() -> None:
-    c = AIMDController(10)
-    c.observe(200, {"anthropic-ratelimit-requests-remaining": "50"}, started=1e9)
-    assert c.limit == 10
-    c.observe(200, {"anthropic-ratelimit-requests-remaining": "3"}, started=1e9)
-    assert c.limit == 5
-    c.observe(429, {}, started=2e9)
-    assert c.limit == 2
-
-
 def test_rate_limit_headers_of_the_api_lower_the_limit() -> None:
     configure(circuit_failures=0)
     controller = AIMDController(8, increase_every=10_000)

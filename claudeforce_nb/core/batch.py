@@ -13,9 +13,9 @@ with error_type `budget_exceeded`, and are not recorded as calls).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
-import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -151,18 +151,16 @@ class _Job:
             self.progress.close()
         return [r for r in self.results if r is not None]
 
-    async def _one(self, i: int) -> None:
+    async def _one(self, i: int, ticket: int) -> None:
         from ..client import response_observer
         from .orchestrator import arun_agent
 
         task = self.tasks[i]
-        started = time.monotonic()
         if not isinstance(task, str):
             result = self.invalid(i, task)
         else:
             try:
-                with response_observer(lambda status, headers: self.controller.observe(status, headers,
-                                                                                       started=started)):
+                with response_observer(functools.partial(self.controller.observe, ticket=ticket)):
                     result = await arun_agent(self.spec, task, model=self.model, cache=self.cache)
             except errors.ClaudeforceError as exc:  # this item's mistake; the rest go on
                 result = self.invalid(i, exc)
@@ -170,7 +168,7 @@ class _Job:
                 log.warning("item %d failed: %s: %s", i, type(exc).__name__, exc)
                 result = not_run(self.spec, task, model=self.model, status="failed", error_type="error",
                                  error=f"{type(exc).__name__}: {exc}", backend=self.backend)
-            self.controller.record_result(result, started=started)
+            self.controller.record_result(result, ticket=ticket)
         self.finish(i, result)
 
     async def _run_async(self) -> None:
@@ -194,7 +192,9 @@ class _Job:
                     continue
                 if self.guard is not None and isinstance(self.tasks[i], str) and not self.guard.admit(i):
                     break
-                t = asyncio.ensure_future(self._one(i))
+                # the ticket is taken here, as the call is scheduled: calls started together are
+                # one window for the controller even if the first answer is back before the last leaves
+                t = asyncio.ensure_future(self._one(i, self.controller.admit()))
                 active.add(t)
                 t.add_done_callback(done)
                 i += 1

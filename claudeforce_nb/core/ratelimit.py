@@ -4,10 +4,16 @@ A map job starts at its concurrency ceiling. A congestion signal — a 429/529 r
 `client.response_observer`, also when the SDK retries it silently), a call that needed retries or
 failed with rate_limit/overloaded, or `anthropic-ratelimit-requests-remaining` saying fewer requests
 remain this minute than are about to be sent — halves the limit.
-At most once per window: a signal from a call that started before the last decrease says nothing
-new (it was sent under the old limit), so one burst of 429s halves once, not fifty times. Every
-`increase_every` clean completions (default: the current limit, i.e. one round of calls) add one
-slot back, up to the ceiling. TCP's rule: a large job saturates the rate limit without hammering it.
+At most once per window, as TCP does: a signal from a call sent before the last decrease says
+nothing new (it was sent under the old limit), so one burst of 429s halves once, not fifty times.
+Windows are told apart by tickets (the order in which calls were scheduled), not by clock time, so
+calls sent in the same breath are one window even when the first answer comes back before the last
+call has left. After a decrease, every `increase_every` clean completions of calls sent since
+(default: the current limit, i.e. one round of calls) add one slot back, up to the ceiling; clean
+calls of the window that was cut earn nothing. A retried-then-successful call does count as
+congestion: the 429 meant the account was over its limit at that moment, whatever the retry got.
+Under congestion that does not depend on load (e.g. 20% of requests refused at random) the limit
+settles where AIMD always does: about 1.2/sqrt(p) for a share p of congested calls.
 
 Kept apart from the worker pool so it can be tested without an event loop and fed from anywhere.
 """
@@ -35,7 +41,9 @@ def is_congested(result: AgentResult) -> bool:
 
 
 class AIMDController:
-    """The concurrency limit of one job. Thread-safe; `trace` holds (seconds since start, limit)."""
+    """The concurrency limit of one job. Thread-safe; `trace` holds (seconds since start, limit)
+    at every change. Each call takes a ticket from `admit()` as it is scheduled; its signals are
+    fed back with that ticket, which says which window (round of calls) it was sent in."""
 
     def __init__(
         self,
@@ -56,46 +64,57 @@ class AIMDController:
         self.t0 = clock()
         self._limit = ceiling
         self._successes = 0
-        self._last_decrease = float("-inf")
+        self._sent = 0  # tickets handed out so far
+        self._recover = 0  # the last ticket of the window the latest decrease answered
         self._lock = threading.Lock()
         self.decreases = 0
+        self.increases = 0
         self.trace: list[tuple[float, int]] = [(0.0, ceiling)]
 
     @property
     def limit(self) -> int:
         return self._limit
 
+    def admit(self) -> int:
+        """The ticket of a call about to be sent: its place in the order of sending."""
+        with self._lock:
+            self._sent += 1
+            return self._sent
+
     def _set(self, limit: int) -> None:
         if limit != self._limit:
             self._limit = limit
             self.trace.append((self.clock() - self.t0, limit))
 
-    def _decrease(self, started: float) -> None:
-        if started <= self._last_decrease:  # sent under the old limit: already accounted for
+    def _decrease(self, ticket: int) -> None:
+        if ticket <= self._recover:  # sent before the last decrease: that window was already halved
             return
-        self._last_decrease = self.clock()
+        self._recover = self._sent  # every call sent so far belongs to the window being answered
         self._successes = 0
         self.decreases += 1
         self._set(max(self.floor, int(self._limit * self.factor)))
 
-    def record(self, *, started: float, congested: bool) -> None:
-        """Feed one finished call: `started` is when it was sent (same clock), `congested` whether
-        it met back-pressure."""
+    def record(self, *, ticket: int, congested: bool) -> None:
+        """Feed one finished call: `ticket` from `admit()`, `congested` whether it met back-pressure
+        (at any attempt: a 429 the SDK retried away still said "send less")."""
         with self._lock:
             if congested:
-                self._decrease(started)
+                self._decrease(ticket)
+                return
+            if ticket <= self._recover:  # a clean call of the window just cut earns no slot back
                 return
             self._successes += 1
             if self._successes >= (self.increase_every or self._limit) and self._limit < self.ceiling:
                 self._successes = 0
+                self.increases += 1
                 self._set(self._limit + 1)
 
-    def record_result(self, result: AgentResult, *, started: float) -> None:
+    def record_result(self, result: AgentResult, *, ticket: int) -> None:
         if result.cached or result.status == "skipped":  # nothing was sent: no signal either way
             return
-        self.record(started=started, congested=is_congested(result))
+        self.record(ticket=ticket, congested=is_congested(result))
 
-    def observe(self, status: int, headers: Mapping[str, str], *, started: float) -> None:
+    def observe(self, status: int, headers: Mapping[str, str], *, ticket: int) -> None:
         """Read one HTTP response of a call (retries included): a 429/529 is back-pressure, and so
         is `anthropic-ratelimit-requests-remaining` below the current limit — the next round of
         calls would run into 429s, so back off now."""
@@ -108,10 +127,10 @@ class AIMDController:
                 pass
         if congested:
             with self._lock:
-                self._decrease(started)
+                self._decrease(ticket)
 
     def summary(self) -> dict[str, float]:
-        """min / mean (time-weighted) / final limit and the number of decreases."""
+        """min / mean (time-weighted) / final limit and the numbers of decreases and increases."""
         with self._lock:
             points = list(self.trace)
             end = self.clock() - self.t0
@@ -125,4 +144,5 @@ class AIMDController:
             "mean_limit": weighted / total if total > 0 else float(points[-1][1]),
             "final_limit": float(points[-1][1]),
             "decreases": float(self.decreases),
+            "increases": float(self.increases),
         }
