@@ -168,6 +168,30 @@ def test_size_cap_evicts_the_least_recently_used(tmp_path: Path) -> None:
     assert len(cache) == 2
 
 
+def test_writes_do_not_count_the_whole_table_each_time(tmp_path: Path) -> None:
+    """Counting the payload bytes is a full table scan (30 ms at 50,000 entries): a map job writes
+    once per item, so the count runs when the cap may be reached, not on every write."""
+    cache = ResponseCache(tmp_path / "c.sqlite3")
+    scans: list[str] = []
+    cache._conn().set_trace_callback(lambda sql: scans.append(sql) if "SUM(size)" in sql else None)
+    for i in range(300):
+        cache.set(f"k{i}", {"text": f"answer {i}"})
+    assert len(scans) == 1 and len(cache) == 300
+
+
+def test_a_full_cache_frees_a_margin_and_stays_under_the_cap(tmp_path: Path) -> None:
+    payload = {"text": "x" * 1000}
+    size = len(json.dumps(payload, separators=(",", ":")))
+    cache = ResponseCache(tmp_path / "c.sqlite3", max_mb=(20 * size) / (1024 * 1024))
+    scans: list[str] = []
+    cache._conn().set_trace_callback(lambda sql: scans.append(sql) if "SUM(size)" in sql else None)
+    for i in range(100):
+        cache.set(f"k{i}", payload)
+        assert len(cache) <= 20
+    assert cache.get("k99") is not None and cache.get("k0") is None
+    assert len(scans) < 100 // 2  # each eviction leaves room for the next writes
+
+
 def test_an_entry_larger_than_the_cap_is_not_kept(tmp_path: Path) -> None:
     cache = ResponseCache(tmp_path / "c.sqlite3", max_mb=100 / (1024 * 1024))
     cache.set("big", {"text": "y" * 500})

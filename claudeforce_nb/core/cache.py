@@ -19,6 +19,10 @@ from typing import Any
 __all__ = ["ResponseCache", "cache_key"]
 
 log = logging.getLogger("claudeforce_nb.cache")
+# Counting the payload bytes scans the whole table (30 ms at 50,000 entries), so it is not done on
+# every write: see ResponseCache._evict.
+_RECOUNT_EVERY = 1000
+_EVICT_TO = 0.9  # an eviction frees down to this share of the cap, so a full cache is not rescanned at once
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS responses (
@@ -48,6 +52,7 @@ class ResponseCache:
         self.clock = clock
         self._local = threading.local()
         self._writes = 0
+        self._total: int | None = None  # payload bytes at the last count, plus this process's writes since
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -119,15 +124,25 @@ class ResponseCache:
                 "INSERT OR REPLACE INTO responses(key, created, accessed, size, payload) VALUES (?,?,?,?,?)",
                 (key, now, now, len(blob), blob),
             )
-            self._evict(conn)
+            self._evict(conn, len(blob))
 
         self._run(op)
 
-    def _evict(self, conn: sqlite3.Connection) -> None:
-        total = conn.execute("SELECT COALESCE(SUM(size), 0) FROM responses").fetchone()[0]
-        if total <= self.max_bytes:
+    def _evict(self, conn: sqlite3.Connection, added: int) -> None:
+        """Keep the payloads under the cap, least recently used out first. The table is counted
+        only when this process's running total (the last count plus its own writes since) would
+        pass the cap, or every _RECOUNT_EVERY writes (other processes write too), not on every
+        write; an eviction frees down to _EVICT_TO of the cap."""
+        self._writes += 1
+        estimate = self._total
+        if estimate is not None and estimate + added <= self.max_bytes and self._writes % _RECOUNT_EVERY:
+            self._total = estimate + added
             return
-        excess = total - self.max_bytes
+        total = int(conn.execute("SELECT COALESCE(SUM(size), 0) FROM responses").fetchone()[0])
+        if total <= self.max_bytes:
+            self._total = total
+            return
+        excess = total - int(self.max_bytes * _EVICT_TO)
         rows = conn.execute("SELECT key, size FROM responses ORDER BY accessed ASC").fetchall()
         doomed = []
         for key, size in rows:
@@ -135,10 +150,13 @@ class ResponseCache:
                 break
             doomed.append((key,))
             excess -= size
+            total -= size
         conn.executemany("DELETE FROM responses WHERE key=?", doomed)
+        self._total = total
 
     def clear(self) -> None:
         self._run(lambda conn: conn.execute("DELETE FROM responses"))
+        self._total = 0
 
     def __len__(self) -> int:
         return int(self._run(lambda conn: conn.execute("SELECT COUNT(*) FROM responses").fetchone()[0]) or 0)
