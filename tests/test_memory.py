@@ -84,6 +84,39 @@ def test_plural_and_singular_find_each_other(store: AgentMemory) -> None:
     assert tasks(store.search("payment test fixture")) == ["write fixtures for the payment tests"]
 
 
+def test_identifiers_with_underscores_are_searched_by_their_parts(store: AgentMemory) -> None:
+    # FTS splits `parse_iso_stamp` into words; the query must look up the same words
+    store.add("python-expert", "fix parse_iso_stamp in loader_utils: it drops the offset", "keep tzinfo", timestamp=OLD)
+    for i in range(30):
+        store.add("python-expert", f"{FILLER[i % len(FILLER)]} (take {i})", "done")
+    found = store.search("what broke parse_iso_stamp?", agent="python-expert", k=3)
+    assert tasks(found)[:1] == ["fix parse_iso_stamp in loader_utils: it drops the offset"]
+
+
+def test_a_word_first_seen_after_a_search_is_found(store: AgentMemory) -> None:
+    assert store.search("zeppelin mooring") == []  # remembered as unknown words ...
+    store.add("data-analyst", "plot zeppelin flight paths", "plotly scatter_geo")
+    assert tasks(store.search("zeppelin mooring")) == ["plot zeppelin flight paths"]  # ... until a session has them
+
+
+def test_common_words_only_are_scored_over_their_newest_sessions(store: AgentMemory,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from claudeforce_nb.store import memory
+
+    monkeypatch.setattr(memory, "POSTING_BUDGET", 5)  # 100k sessions' proportions, scaled down
+    ids = [store.add("devops-engineer", f"deploy the service to region {i}", "ok") for i in range(12)]
+    rare = store.add("devops-engineer", "deploy the kubernetes service", "helm")
+    found = store.search("deploy service", k=10)
+    assert {s.id for s in found} <= set(ids[-4:] + [rare]) and len(found) == 5  # the newest five
+    assert [s.id for s in store.search("deploy kubernetes service", k=1)] == [rare]  # a rare word wins
+
+
+def test_accented_words_match_with_or_without_accents(store: AgentMemory) -> None:
+    store.add("documentation-writer", "translate the café menu résumé", "done")
+    assert tasks(store.search("cafe resume")) == ["translate the café menu résumé"]
+    assert tasks(store.search("Café RÉSUMÉ")) == ["translate the café menu résumé"]
+
+
 @pytest.mark.parametrize("query", [
     "", "   ", '"', '""', "'", "*", "a*", "NEAR", "NEAR(a b, 2)", "AND", "OR NOT", "a AND OR NOT b",
     '"unterminated phrase', "col:val", "task: parse", "^start", "(", ")", "(()", "-x", "+", "{task result}:x",
@@ -136,12 +169,14 @@ def test_a_write_drops_cached_searches(store: AgentMemory) -> None:
 def test_another_connections_write_drops_cached_searches(store: AgentMemory, tmp_path: Path) -> None:
     store.add("python-expert", "retry flaky network calls with backoff", "tenacity")
     assert len(store.search("retry network calls backoff")) == 1
+    assert store.search("exponential jitter") == []
     other = AgentMemory(store.path)  # another kernel on the same file
     try:
         other.add("python-expert", "exponential backoff for network retry", "sleep 2**n")
     finally:
         other.close()
     assert len(store.search("retry network calls backoff")) == 2
+    assert tasks(store.search("exponential jitter")) == ["exponential backoff for network retry"]
 
 
 def test_the_query_cache_is_bounded(tmp_path: Path) -> None:
