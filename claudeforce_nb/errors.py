@@ -64,6 +64,8 @@ class ClaudeforceError(Exception):
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         self.message = message
         self.hint = hint
+        if hint and message and message[-1].isalnum():
+            message += "."  # "…after the fields. Fix it;" rather than "…after the fields Fix it;"
         super().__init__(f"{message} {hint}" if hint else message)
 
 

@@ -29,7 +29,7 @@ MESSAGES = {
     "invalid model": "Unknown model 'gpt-4'. Known models: claude-haiku-5-5, claude-sonnet-5-5, claude-opus-5-5 "
                      "(or haiku/sonnet/opus); add others with a pricing file.",
     "malformed front matter": "The agent 'broken' could not be loaded: agents/broken.md:1: front matter is not "
-                              "closed: add a '---' line after the fields Fix it; `python -m claudeforce_nb "
+                              "closed: add a '---' line after the fields. Fix it; `python -m claudeforce_nb "
                               "validate` lists all problems.",
     "cyclic workflow": "Invalid workflow 'loop': <dict>: step 'a': cycle: a -> b -> a (remove one of these "
                        "dependencies)",
