@@ -12,7 +12,8 @@ was written before tuning and is reported as held-out):
 Speed:
 - warm `select_agent` p50 against a bare `model.encode` of the same task text, alternating in this
   process (select_vs_encode_ratio: what selection adds on top of the one unavoidable encode);
-  lexical selection, `select_skills` and `route` p50 beside it;
+  lexical selection, `select_skills` (alone, and right after selecting the agent for the same
+  task, as in `%agent --auto`) and `route` p50 beside it;
 - first use, in fresh processes: the first `select_agent` in a new CLAUDEFORCE_HOME (model load and
   every agent text encoded), in a home whose vector cache an earlier session wrote (model load
   only), and after `warm_up()` has finished in the background; how long `warm_up()` itself blocks,
@@ -133,6 +134,8 @@ def _p50_ms(fn: Callable[[], Any], n: int) -> float:
 
 
 def speed_figures(quick: bool) -> dict[str, float]:
+    """Each timed task text is new to the process (a numbered variant of a held-out task), so
+    no call is answered from the remembered vector of an earlier one."""
     import claudeforce_nb as cf
     from claudeforce_nb.config import configure
     from claudeforce_nb.core import embeddings
@@ -146,24 +149,35 @@ def speed_figures(quick: bool) -> dict[str, float]:
     def encode(task: str) -> None:
         model.encode([prose(task)], normalize_embeddings=True, show_progress_bar=False, convert_to_numpy=True)
 
-    for task in tasks[:10]:  # first-use caches on both sides
-        cf.select_agent(task)
-        encode(task)
+    for i, task in enumerate(tasks[:10]):  # first-use caches on both sides
+        cf.select_agent(f"{task} (warm-up {i})")
+        encode(f"{task} (warm-up {i})")
     ours: list[float] = []
     bare: list[float] = []
+    skills_after: list[float] = []
     for i, task in enumerate(tasks):
-        pair = [(ours, lambda t=task: cf.select_agent(t)), (bare, lambda t=task: encode(t))]
+        text = f"{task} (case {i})"
+        pair = [(ours, lambda t=text: cf.select_agent(t)), (bare, lambda t=text + " bare": encode(t))]
         for times, fn in pair if i % 2 == 0 else pair[::-1]:
             t0 = time.perf_counter()
             fn()
             times.append((time.perf_counter() - t0) * 1000)
+        agent = cf.select_agent(text, k=1)[0].agent
+        t0 = time.perf_counter()
+        cf.select_skills(agent, text)  # what run_agent does next in `%agent --auto`
+        skills_after.append((time.perf_counter() - t0) * 1000)
     skill_rows = _load("skills")[:: 4 if quick else 1]
+    skills_alone = []
+    for i, r in enumerate(skill_rows):
+        t0 = time.perf_counter()
+        cf.select_skills(r["agent"], f"{r['task']} (case {i})")
+        skills_alone.append((time.perf_counter() - t0) * 1000)
     figures = {
         "warm_select_p50_ms": statistics.median(ours),
         "encode_p50_ms": statistics.median(bare),
         "select_vs_encode_ratio": statistics.median(ours) / statistics.median(bare),
-        "select_skills_p50_ms": statistics.median(
-            _p50_ms(lambda r=r: cf.select_skills(r["agent"], r["task"]), 3) for r in skill_rows),
+        "select_skills_p50_ms": statistics.median(skills_alone),
+        "select_skills_after_select_p50_ms": statistics.median(skills_after),
         "route_p50_ms": statistics.median(_p50_ms(lambda t=t: cf.route(t), 3) for t in tasks),
     }
     configure(selector="lexical")

@@ -252,6 +252,16 @@ def test_select_agent_ranks_best_first_with_scores_in_unit_range(semantic: Path)
     assert len({c.agent for c in found}) == 5
 
 
+@pytest.mark.semantic
+def test_a_task_is_encoded_once_for_its_agent_and_its_skills(semantic: Path) -> None:
+    task = "Write pytest tests with fixtures for the CSV parser."
+    first = embeddings.encode([selection.prose(task)])
+    again = embeddings.encode([selection.prose(task)])
+    assert np.shares_memory(first, again)  # remembered, not encoded again
+    assert not again.flags.writeable  # shared, so nobody may change it
+    np.testing.assert_allclose(first[0], embeddings.encode([selection.prose(task), "other"])[0], atol=1e-5)
+
+
 # -- lexical fallback ---------------------------------------------------------------------------
 
 def test_without_the_extra_selection_is_lexical_and_says_so_once(

@@ -16,6 +16,7 @@ tampered or truncated cache are all detected, and the vectors are recomputed, ne
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import hashlib
 import hmac
 import importlib.util
@@ -125,9 +126,23 @@ def encode(texts: Sequence[str]) -> np.ndarray:
 
     if not texts:
         return np.zeros((0, 384), dtype=np.float32)
+    if len(texts) == 1:
+        return _encode_query(texts[0])[None, :]
     vectors = model().encode(list(texts), batch_size=32, normalize_embeddings=True, show_progress_bar=False,
                              convert_to_numpy=True)
     return np.asarray(vectors, dtype=np.float32)
+
+
+@functools.lru_cache(maxsize=256)
+def _encode_query(text: str) -> np.ndarray:
+    """One task's vector, remembered: `%agent --auto` encodes the task to choose the agent, then
+    again to choose its skills. Read-only, since callers share it."""
+    import numpy as np
+
+    vector = np.asarray(model().encode([text], normalize_embeddings=True, show_progress_bar=False,
+                                       convert_to_numpy=True)[0], dtype=np.float32)
+    vector.flags.writeable = False
+    return vector
 
 
 # -- the per-install secret and the signed vector cache ------------------------------------------
