@@ -6,7 +6,7 @@ a shipped agent drops them, since it may do something else). Two scorers read th
 
 - semantic (the `[semantic]` extra): cosine similarity of the task to the description, to the
   closest domain phrase and to the closest example tasks, blended with the lexical score: the
-  hybrid beats either alone on the held-out sets (README, "Routing, selection and skills");
+  hybrid beats either alone on the held-out sets (README, "Routing, agent selection, skills and prompt caching");
 - lexical: BM25 over the same words. It answers when the extra is missing, when the setting
   `selector="lexical"` asks for it, or when `wait=False` and the model is still loading; each
   Candidate says which method produced it.

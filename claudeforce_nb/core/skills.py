@@ -7,7 +7,7 @@ in meaning to the skill's example tasks (`claudeforce_nb/data/skill_exemplars.js
 skill is compared with its description). The model is never loaded just for this: the first
 `run_agent` of a session must not wait seconds for it, so without it triggers decide alone.
 
-Measured on tests/data/skills.jsonl (README, "Routing, selection and skills"): recall of the
+Measured on tests/data/skills.jsonl (README, "Routing, agent selection, skills and prompt caching"): recall of the
 labelled skills and the share of declared skill text that is not sent.
 """
 
