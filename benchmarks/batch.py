@@ -27,8 +27,9 @@ count requests per minute, and a later run must not inherit an earlier one's).
 - aimd_*: 400 items at a ceiling of 50 with 20% of requests answered 429 at random (the SDK
   retries them): the adaptive limit's minimum, time-weighted mean and final value, its decreases
   and increases, the share of items that succeeded and of calls that met a 429
-  (aimd_congested_call_share, p), and aimd_expected_mean_limit = 1.22 / sqrt(p), what AIMD settles
-  at under congestion that does not depend on load (TCP's square-root law).
+  (aimd_congested_call_share, p), and aimd_expected_mean_limit = 1.22 / sqrt(p), TCP's
+  square-root law for congestion that does not depend on load (at windows of 1-3 slots the
+  measured mean runs somewhat lower: whole slots, a floor of 1).
 - aimd_capacity_*: 640 items (100 ms each) at a ceiling of 50 against a server that takes 16
   requests at a time and answers 429 to the rest (back-pressure that does depend on load): the
   time-weighted mean limit over the last three quarters of the run, over the capacity (AIMD's

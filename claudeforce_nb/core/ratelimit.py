@@ -13,7 +13,8 @@ call has left. After a decrease, every `increase_every` clean completions of cal
 calls of the window that was cut earn nothing. A retried-then-successful call does count as
 congestion: the 429 meant the account was over its limit at that moment, whatever the retry got.
 Under congestion that does not depend on load (e.g. 20% of requests refused at random) the limit
-settles where AIMD always does: about 1.2/sqrt(p) for a share p of congested calls.
+settles near TCP's square-root law, 1.22/sqrt(p) for a share p of congested calls (2.7 at p = 0.2;
+`benchmarks/batch.py` measures about 2 there: whole slots and a floor of 1 pull it lower).
 
 Kept apart from the worker pool so it can be tested without an event loop and fed from anywhere.
 """
