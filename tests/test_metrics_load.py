@@ -121,30 +121,32 @@ def _is_prefix(loaded: list[str], written: list[str]) -> bool:
 
 
 LOADS = 20  # loads made while the writer keeps appending
+AHEAD = 40  # appends the writer may make per load: it never finishes before the loads do
 
 
 def test_loading_while_a_thread_appends_sees_whole_records_in_order(home: Path) -> None:
     cf.demo.synthetic_metrics(9000, seed=7, write=True)  # > 4 MB: loads go through the columnar cache
     base = list(cf.metrics()["task_hash"])
-    rows = make_rows(6000, seed=8)
+    rows = make_rows(5 * AHEAD * (LOADS + 2), seed=8)
     log = MetricsLog(log_path(home))
     stop = threading.Event()
     appended = [0]
+    seen: list[int] = []
 
     def writer() -> None:
-        for i in range(0, len(rows), 5):
+        for n, i in enumerate(range(0, len(rows), 5)):
+            while n > AHEAD * (len(seen) + 1) and not stop.is_set():
+                time.sleep(0.001)
             if stop.is_set():
                 break
             log.append_many(rows[i:i + 5])
             appended[0] = i + 5
-            time.sleep(0.001)  # let the loads run between appends, as a busy kernel would
 
     thread = threading.Thread(target=writer)
     thread.start()
     written = base + [r["task_hash"] for r in rows]
-    seen = []
     try:
-        while len(seen) < LOADS and thread.is_alive():
+        while len(seen) < LOADS:
             df = cf.metrics()
             hashes = list(df["task_hash"])
             assert _is_prefix(hashes, written)  # whole records, none lost or reordered
@@ -159,12 +161,22 @@ def test_loading_while_a_thread_appends_sees_whole_records_in_order(home: Path) 
 
 
 WRITER = """
-import os, sys
+import os, sys, time
 from metrics_rows import make_rows, write_rows
-home, go, stop = sys.argv[1], sys.argv[2], sys.argv[3]
+home, go, stop, progress, ahead = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
 rows = make_rows(20000, seed=9)
 open(go, "w").close()
-for i in range(0, len(rows), 10):
+
+def loads():
+    try:
+        with open(progress) as f:
+            return int(f.read() or 0)
+    except (OSError, ValueError):
+        return 0
+
+for n, i in enumerate(range(0, len(rows), 10)):
+    while n > ahead * (loads() + 1) and not os.path.exists(stop):
+        time.sleep(0.001)
     if os.path.exists(stop):
         break
     write_rows(home, rows[i:i + 10])
@@ -173,9 +185,10 @@ for i in range(0, len(rows), 10):
 
 def test_loading_while_another_process_appends_never_raises(home: Path, tmp_path: Path) -> None:
     write_rows(home, make_rows(100, seed=10))
-    go, stop = tmp_path / "started", tmp_path / "stop"
+    go, stop, progress = tmp_path / "started", tmp_path / "stop", tmp_path / "loads"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
-    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(home), str(go), str(stop)], env=env)
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(home), str(go), str(stop), str(progress),
+                             str(AHEAD)], env=env)
     written = [r["task_hash"] for r in make_rows(100, seed=10) + make_rows(20000, seed=9)]
     seen = []
     try:
@@ -188,9 +201,11 @@ def test_loading_while_another_process_appends_never_raises(home: Path, tmp_path
             assert _is_prefix(hashes, written)
             assert df.attrs["skipped_lines"] <= 1
             seen.append(len(hashes))
+            progress.write_text(str(len(seen)))
     finally:
         stop.touch()
         assert proc.wait(timeout=60) == 0
+    assert len(seen) == LOADS  # the writer was still appending when the last load ran
     assert seen == sorted(seen) and len(set(seen)) > 1
     final = list(cf.metrics()["task_hash"])
     assert final == written[:len(final)] and len(final) > 100

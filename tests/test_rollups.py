@@ -150,6 +150,29 @@ def test_appends_racing_a_rollup_are_all_kept(rows: list[dict[str, Any]], home: 
     assert set(r["task_hash"] for r in extra) <= set(df["task_hash"])
 
 
+def test_a_log_started_right_after_the_rotation_is_neither_compacted_nor_hidden(
+        rows: list[dict[str, Any]], home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the race above, made deterministic: a writer starts the new live log the moment the
+    # rollup has renamed the old one
+    late = make_rows(30, seed=25, start=NOW - timedelta(minutes=10), hours=0.1)
+    rotate = MetricsLog.rotate
+
+    def rotate_then_append(self: MetricsLog) -> Path | None:
+        renamed = rotate(self)
+        MetricsLog(self.path).append_many(late)
+        return renamed
+
+    with monkeypatch.context() as patch:
+        patch.setattr(MetricsLog, "rotate", rotate_then_append)
+        report = cf.analytics.rollup(older_than_days=30)
+    assert "executions.jsonl" not in report.files_replaced
+    assert log_path(home).exists()  # the live log is the writers', never compacted away
+    write_rows(home, make_rows(5, seed=26))
+    df = cf.metrics()
+    assert df["executions"].sum() == len(rows) + 30 + 5
+    assert df["task_hash"].value_counts().max() == 1  # no call counted twice
+
+
 def test_rollup_of_an_empty_home_does_nothing(home: Path) -> None:
     report = cf.analytics.rollup(older_than_days=1)
     assert report.calls_rolled_up == 0 and report.path is None and "0 call(s)" in str(report)

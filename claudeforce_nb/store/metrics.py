@@ -520,8 +520,9 @@ def load_metrics(path: Path, *, since: Any = None, agents: Sequence[str] | None 
 
 
 def load_unlocked(path: Path, *, since: Any = None, agents: Sequence[str] | None = None, cache: bool = True,
-                  lock: bool = False) -> pd.DataFrame:
-    """`load_metrics` for a caller that already holds the compaction lock (a rollup)."""
+                  lock: bool = False, files: tuple[list[Path], list[Path]] | None = None) -> pd.DataFrame:
+    """`load_metrics` for a caller that already holds the compaction lock (a rollup); `files`:
+    only these (rollup files, JSONL logs) instead of everything `sources()` finds."""
     path = Path(path)
     directory = path.parent
     for attempt in range(3):
@@ -529,7 +530,7 @@ def load_unlocked(path: Path, *, since: Any = None, agents: Sequence[str] | None
         skipped = 0
         try:
             if directory.is_dir():
-                skipped = _load_into(out, directory, path.stem, cache and attempt < 2, lock)
+                skipped = _load_into(out, directory, path.stem, cache and attempt < 2, lock, files)
             break
         except _Restart:
             continue
@@ -555,13 +556,14 @@ def _row_estimate(rollups: list[Path], logs: list[Path]) -> int:
     return rows
 
 
-def _load_into(out: FrameBuilder, directory: Path, stem: str, cache: bool, lock: bool) -> int:
+def _load_into(out: FrameBuilder, directory: Path, stem: str, cache: bool, lock: bool,
+               files: tuple[list[Path], list[Path]] | None) -> int:
     import pyarrow as pa
 
     cache_root = directory / ".cache" if cache else None
     skipped = 0
     with compaction_lock(directory, shared=True) if lock else contextlib.nullcontext():
-        rollups, logs = sources(directory, stem)
+        rollups, logs = files if files is not None else sources(directory, stem)
         out.reserve(_row_estimate(rollups, logs))
         for r in rollups:
             try:

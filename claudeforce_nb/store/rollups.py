@@ -3,7 +3,8 @@
 `rollup(directory, older_than_days)`:
 1. takes the compaction lock (exclusive: loads wait, appends do not),
 2. rotates the live log by renaming it (appenders re-open the new one; nothing is rewritten),
-3. loads every log and rollup file, aggregates detail rows older than the cutoff (a UTC day
+3. loads the rollup files and the rotated logs (not a new live log a writer may have started
+   meanwhile: it stays live), aggregates detail rows older than the cutoff (a UTC day
    boundary) into one row per (day, agent, model, tier, backend, success, cached, batch,
    error_type) — token, cost and attempt columns summed, `executions` counting the calls,
    latency and TTFT as means — and keeps newer rows as they are,
@@ -103,10 +104,12 @@ def rollup(directory: Path, older_than_days: float, *, now: datetime | None = No
     with compaction_lock(directory, shared=False):
         MetricsLog(directory / LIVE_NAME).rotate()
         rollups, logs = sources(directory, Path(LIVE_NAME).stem)
+        # A writer may already have started a new live log: it stays theirs, read by later loads.
+        logs = [p for p in logs if p.name != LIVE_NAME]
         replaced = tuple([f"rollups/{r.name}" for r in rollups] + [p.name for p in logs])
         if not replaced:
             return RollupReport(cutoff.to_pydatetime(), 0, 0, 0, (), None)
-        df = load_unlocked(directory / LIVE_NAME)
+        df = load_unlocked(directory / LIVE_NAME, files=(rollups, logs))
         old = (df["timestamp"] < cutoff) & ~df["is_rollup"]
         added = aggregate(df[old])
         kept = df[~old]
