@@ -114,6 +114,9 @@ def test_files_a_rollup_replaced_are_ignored_if_left_behind(rows: list[dict[str,
     assert len(rotated) == 1
     (home / "metrics" / rotated[0]).write_bytes(raw)
     assert cf.metrics()["executions"].sum() == len(rows)
+    cf.analytics.rollup(older_than_days=10)  # ... and stays ignored once its rollup is replaced too
+    assert cf.metrics()["executions"].sum() == len(rows)
+    assert not (home / "metrics" / rotated[0]).exists()
 
 
 def test_rotation_renames_the_live_log_and_never_rewrites_it(rows: list[dict[str, Any]], home: Path) -> None:

@@ -19,6 +19,7 @@ computed from each group's mean latency, weighted by its calls: an approximation
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .columnar import write_parquet
-from .metrics import LIVE_NAME, MetricsLog, compaction_lock, load_unlocked, schema, sources
+from .metrics import LIVE_NAME, MetricsLog, compaction_lock, consumed_by, load_unlocked, schema, sources
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -107,6 +108,9 @@ def rollup(directory: Path, older_than_days: float, *, now: datetime | None = No
         # A writer may already have started a new live log: it stays theirs, read by later loads.
         logs = [p for p in logs if p.name != LIVE_NAME]
         replaced = tuple([f"rollups/{r.name}" for r in rollups] + [p.name for p in logs])
+        # Files an earlier rollup replaced but could not delete (a crash, a locked file) are
+        # ignored only while that rollup exists: this one inherits them before replacing it.
+        leftovers = sorted(_leftovers(directory, rollups) - set(replaced))
         if not replaced:
             return RollupReport(cutoff.to_pydatetime(), 0, 0, 0, (), None)
         df = load_unlocked(directory / LIVE_NAME, files=(rollups, logs))
@@ -118,8 +122,8 @@ def rollup(directory: Path, older_than_days: float, *, now: datetime | None = No
         target = directory / "rollups" / f"rollup-{datetime.now(timezone.utc):%Y%m%dT%H%M%S%fZ}.parquet"
         target.parent.mkdir(parents=True, exist_ok=True)
         table = pa.Table.from_pandas(_as_stored(merged), schema=schema(weights=True), preserve_index=False)
-        write_parquet(table, target, {"claudeforce.consumed": json.dumps(list(replaced))})
-        for name in replaced:
+        write_parquet(table, target, {"claudeforce.consumed": json.dumps([*replaced, *leftovers])})
+        for name in (*replaced, *leftovers):
             try:
                 (directory / name).unlink(missing_ok=True)
             except OSError as exc:  # harmless: loaders skip files the rollup lists as replaced
@@ -128,6 +132,15 @@ def rollup(directory: Path, older_than_days: float, *, now: datetime | None = No
                               int((~kept["is_rollup"]).sum()), replaced, target)
     log.info("%s", report)
     return report
+
+
+def _leftovers(directory: Path, rollups: list[Path]) -> set[str]:
+    """Names the given rollup files list as replaced that are still on disk."""
+    found: set[str] = set()
+    for r in rollups:
+        with contextlib.suppress(OSError, ValueError):
+            found |= {name for name in consumed_by(r) if (directory / name).exists()}
+    return found
 
 
 def _as_stored(df: pd.DataFrame) -> pd.DataFrame:
