@@ -221,11 +221,12 @@ def test_timestamps_with_offsets_are_converted_to_utc(home: Path) -> None:
 
 def test_long_logs_parse_in_blocks_cache_in_chunks_and_merge_them(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # the sizes of a million-row log, scaled down: blocks grouped into cached chunks, an uncached
-    # short tail, a line longer than a block, and a merge once there are too many chunks
+    # short tail, a line longer than a block next to a bad one, and a merge once there are too many chunks
     from claudeforce_nb.store import metrics
 
     monkeypatch.setattr(metrics, "_BLOCK", 32 << 10)
     monkeypatch.setattr(metrics, "_CHUNK", 64 << 10)
+    monkeypatch.setattr(metrics, "_PARSE_BLOCK", 8 << 10)  # pyarrow's blocks: smaller than some lines
     monkeypatch.setattr(metrics, "_CACHE_MIN", 8 << 10)
     monkeypatch.setattr(metrics, "_MAX_CHUNKS", 3)
     path = log_path(home)
@@ -235,11 +236,12 @@ def test_long_logs_parse_in_blocks_cache_in_chunks_and_merge_them(home: Path, mo
         write_rows(home, make_rows(150, seed=100 + seed))  # ~80 KB: several blocks per load
         if seed == 3:
             write_rows(home, make_rows(1, seed=99, error_type="x" * (100 << 10)))  # one line longer than a block
+            write_rows(home, make_rows(1, seed=98, input_tokens="many"))  # and a bad one beside it
         df = cf.metrics()
         pd.testing.assert_frame_equal(df, load_metrics(path, cache=False))
         chunks = list(cache.glob("*/*.arrow"))
         counts.append(len(chunks))
         assert 0 < len(chunks) <= 3 + 3  # at most one merged chunk, the unmerged ones and this load's new ones
     assert any(b < a for a, b in zip(counts, counts[1:], strict=False))  # a merge shrank the cache
-    assert len(df) == 6 * 150 + 1 and df.attrs["skipped_lines"] == 0
+    assert len(df) == 6 * 150 + 1 and df.attrs["skipped_lines"] == 1
     assert df["error_type"].astype(str).str.len().max() == 100 << 10

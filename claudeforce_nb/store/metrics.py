@@ -295,6 +295,22 @@ def frame_from_table(table: Any) -> pd.DataFrame:
 
 
 _LEADING_NULL = re.compile(rb"\s*null")
+_PARSE_BLOCK = 4 << 20  # pyarrow parses blocks of this size in parallel (one block: one core)
+
+
+def _read_json(buf: bytes, opts: Any) -> Any:
+    """pyarrow's parse of `buf`, in parallel blocks; a line longer than a block fails that
+    way, so it is parsed again as one block (a bad line then fails again, for the caller)."""
+    import pyarrow as pa
+    import pyarrow.json as pj
+
+    try:
+        return pj.read_json(io.BytesIO(buf), read_options=pj.ReadOptions(block_size=_PARSE_BLOCK),
+                            parse_options=opts)
+    except pa.ArrowInvalid:
+        if len(buf) <= _PARSE_BLOCK:
+            raise
+    return pj.read_json(io.BytesIO(buf), read_options=pj.ReadOptions(block_size=len(buf) + 1), parse_options=opts)
 
 
 def _parse_jsonl(raw: bytes) -> tuple[Any, int]:
@@ -307,11 +323,10 @@ def _parse_jsonl(raw: bytes) -> tuple[Any, int]:
     if len(raw) < 4096 and not raw.strip():  # (a long buffer is never all blank; strip would copy it)
         return schema().empty_table(), 0
     opts = pj.ParseOptions(explicit_schema=schema(), unexpected_field_behavior="ignore")
-    ropts = pj.ReadOptions(block_size=1 << 24)
     try:
         if _LEADING_NULL.match(raw):  # pyarrow 26 segfaults on a buffer that starts with `null`
             raise pa.ArrowInvalid("a bare null line")
-        table = pj.read_json(io.BytesIO(raw), read_options=ropts, parse_options=opts)
+        table = _read_json(raw, opts)
         missing = table["timestamp"].null_count  # e.g. `{}`: valid JSON, but not a record
         if missing:
             table = table.filter(pc.is_valid(table["timestamp"]))
@@ -334,12 +349,12 @@ def _parse_jsonl(raw: bytes) -> tuple[Any, int]:
     if not good:
         return schema().empty_table(), skipped
     try:
-        table = pj.read_json(io.BytesIO(b"\n".join(good) + b"\n"), read_options=ropts, parse_options=opts)
+        table = _read_json(b"\n".join(good) + b"\n", opts)
     except (pa.ArrowInvalid, pa.ArrowTypeError):  # a value of the wrong type: go row by row
         rows, bad = [], 0
         for g in good:
             try:
-                rows.append(pj.read_json(io.BytesIO(g), parse_options=opts))
+                rows.append(_read_json(g, opts))
             except (pa.ArrowInvalid, pa.ArrowTypeError):
                 bad += 1
         skipped += bad
