@@ -75,9 +75,11 @@ def test_summary_matches_counts_sums_and_percentiles_computed_from_the_rows(rows
     assert s["saved_usd"] == pytest.approx(base - cost)
     assert s["saved_pct"] == pytest.approx((base - cost) / base * 100)
     assert s["avg_cost_usd"] == pytest.approx(cost / n)
+    sent = [r for r in rows if not r["cached"]]  # a cache hit sends no tokens
+    assert 0 < len(sent) < n
     for key in ("total_tokens", "input_tokens", "output_tokens"):
-        assert s[key] == sum(r[key] for r in rows)
-    assert s["avg_output_tokens"] == pytest.approx(sum(r["output_tokens"] for r in rows) / n)
+        assert s[key] == sum(r[key] for r in sent)
+    assert s["avg_output_tokens"] == pytest.approx(sum(r["output_tokens"] for r in sent) / len(sent))
     assert s["attempts"] == attempts
     assert s["unpriced_calls"] == 1
     assert s["first"] == min(ts(r) for r in rows) and s["last"] == max(ts(r) for r in rows)
@@ -121,7 +123,7 @@ def test_by_agent_matches_per_agent_counts_latency_and_cost(rows: list[dict[str,
         assert got["success_rate"] == pytest.approx(sum(r["success"] for r in rs) / len(rs))
         assert got["avg_latency_ms"] == pytest.approx(sum(lat) / len(lat))
         assert got["p95_latency_ms"] == pytest.approx(np.percentile(lat, 95))
-        assert got["total_tokens"] == sum(r["total_tokens"] for r in rs)
+        assert got["total_tokens"] == sum(r["total_tokens"] for r in rs if not r["cached"])
         assert got["cost_usd"] == pytest.approx(sum(r["estimated_cost"] or 0 for r in rs))
         assert got["saved_usd"] == pytest.approx(sum(r["baseline_cost"] - (r["estimated_cost"] or 0) for r in rs))
 
@@ -135,7 +137,7 @@ def test_costs_by_agent_and_model_match_the_rows_most_expensive_first(rows: list
         key = (r["agent_name"], r["model"])
         spend[key] += r["estimated_cost"] or 0.0
         calls[key] += 1
-        tokens_in[key] += r["input_tokens"]
+        tokens_in[key] += 0 if r["cached"] else r["input_tokens"]
     assert table.index.names == ["agent_name", "model"]
     assert set(table.index) == set(spend)
     assert list(table["cost_usd"]) == sorted(table["cost_usd"], reverse=True)

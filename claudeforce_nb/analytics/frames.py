@@ -86,7 +86,8 @@ def summary(df: pd.DataFrame) -> dict[str, Any]:
     executions, successes, failures, success_rate, error_rate, retry_rate, cached_share,
     latency_avg_ms, latency_p50_ms, latency_p90_ms, latency_p95_ms, latency_p99_ms,
     total_cost_usd, baseline_cost_usd, saved_usd, saved_pct, avg_cost_usd,
-    total_tokens, input_tokens, output_tokens, avg_tokens, avg_input_tokens, avg_output_tokens,
+    total_tokens, input_tokens, output_tokens, avg_tokens, avg_input_tokens, avg_output_tokens
+    (tokens sent to and received from the API: cache hits are left out, averages are per API call),
     attempts, unpriced_calls (calls whose model had no price), first, last (timestamps or None).
     """
     import numpy as np
@@ -101,7 +102,11 @@ def summary(df: pd.DataFrame) -> dict[str, Any]:
     timed = ~np.isnan(lat)
     avg_lat = float(np.sum(lat[timed] * w[timed]) / w[timed].sum()) if timed.any() and w[timed].sum() else math.nan
     cost, base = _sum(df["estimated_cost"]), _sum(df["baseline_cost"])
-    tokens, tin, tout = (int(_sum(df[c])) for c in ("total_tokens", "input_tokens", "output_tokens"))
+    # Tokens are API traffic: a cache hit's row repeats its answer's tokens but sent nothing.
+    sent = df[~cached] if len(df) else df
+    tokens, tin, tout = (int(_sum(sent[c])) for c in ("total_tokens", "input_tokens", "output_tokens"))
+    n_sent = n - float(w[cached].sum())
+    per_sent = (lambda x: x / n_sent) if n_sent else (lambda x: math.nan)
     attempts = int(_sum(df["attempts"]))
     api_calls = float(w[(df["attempts"].to_numpy(dtype=np.float64, na_value=0.0) > 0)].sum()) if len(df) else 0.0
     unpriced = float(w[df["estimated_cost"].isna().to_numpy()].sum()) if len(df) else 0.0
@@ -127,9 +132,9 @@ def summary(df: pd.DataFrame) -> dict[str, Any]:
         "total_tokens": tokens,
         "input_tokens": tin,
         "output_tokens": tout,
-        "avg_tokens": rate(tokens),
-        "avg_input_tokens": rate(tin),
-        "avg_output_tokens": rate(tout),
+        "avg_tokens": per_sent(tokens),
+        "avg_input_tokens": per_sent(tin),
+        "avg_output_tokens": per_sent(tout),
         "attempts": attempts,
         "unpriced_calls": int(unpriced),
         "first": df["timestamp"].min() if len(df) else None,
@@ -152,9 +157,9 @@ def _grouped(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
         "cached_calls": w * df["cached"].to_numpy(dtype=bool),
         "lat_sum": np.where(has_lat, lat * w, 0.0),
         "lat_n": np.where(has_lat, w, 0.0),
-        "input_tokens": df["input_tokens"], "output_tokens": df["output_tokens"],
-        "cache_read_tokens": df["cache_read_tokens"], "cache_write_tokens": df["cache_write_tokens"],
-        "total_tokens": df["total_tokens"],
+        # API traffic only: a cache hit's row repeats its answer's tokens but sent nothing
+        **{c: df[c].where(~df["cached"].astype(bool), 0) for c in
+           ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "total_tokens")},
         "cost_usd": df["estimated_cost"], "baseline_cost_usd": df["baseline_cost"],
     }, index=df.index)
     g = work.groupby(keys, observed=True, sort=False)
