@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,6 +22,7 @@ from claudeforce_nb.definitions import library
 from claudeforce_nb.errors import UnknownNameError, UsageError
 
 DATA = Path(__file__).parent / "data" / "routing.jsonl"
+SELECTION = Path(__file__).parent / "data" / "selection.jsonl"
 HELD_OUT = ("holdout", "fresh", "fresh2")
 
 PINNED = """---
@@ -228,6 +231,66 @@ def test_routes_do_not_depend_on_the_process_or_hash_seed() -> None:
     out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True,
                          timeout=120)
     assert json.loads(out.stdout) == here
+
+
+# -- the speed-ups change no answer -------------------------------------------------------------
+
+def _gates() -> list[tuple[str, Any]]:
+    from claudeforce_nb.core import routing
+
+    named = [(f"deep {k}", g) for k, g in routing._G_DEEP.items()]
+    named += [(f"stakes {k}", g) for k, g in routing._G_STAKES.items()]
+    named += [(f"scale {i}", g) for i, g in enumerate(routing._G_SCALE)]
+    named += [(n, getattr(routing, f"_G_{n}")) for n in ("BRIEF", "ERROR_NAME", "MORE", "CONCERNS", "DESIGN",
+                                                           "WORK", "ATTACHED")]
+    return named
+
+
+def test_case_folding_covers_every_character_ignorecase_matches_to_an_ascii_letter() -> None:
+    from claudeforce_nb.core.routing import _fold
+
+    letter = re.compile("[a-z]", re.I)
+    for cp in range(0x110000):
+        ch = chr(cp)
+        if letter.fullmatch(ch):
+            folded = _fold(ch)
+            assert re.fullmatch(folded, ch, re.I) and folded.isascii() and folded.islower(), hex(cp)
+
+
+def test_every_pattern_has_a_literal_gate_and_the_gate_never_hides_a_match() -> None:
+    from claudeforce_nb.core.routing import _fold
+
+    gates = _gates()
+    assert all(g.needs for _, g in gates), [n for n, g in gates if not g.needs]
+    texts = [row["task"] for row in labelled()]
+    texts += [json.loads(line)["task"] for line in SELECTION.read_text(encoding="utf-8").splitlines() if line.strip()]
+    odd = str.maketrans({"i": "\u0131", "I": "\u0130", "s": "\u017f", "k": "\u212a"})
+    texts += [t.upper() for t in texts] + [t.translate(odd) for t in texts]
+    for text in texts:
+        folded = _fold(text)
+        for name, g in gates:
+            assert g.search(text, folded) == bool(g.rx.search(text)), (name, text)
+
+
+def test_long_patterns_are_skipped_for_a_plain_task() -> None:
+    from claudeforce_nb.core.routing import _fold
+
+    text = "map: explain what item 7 of the list means for the report"
+    opened = [n for n, g in _gates() if g.open(text, _fold(text))]
+    assert len(opened) <= 4, opened
+
+
+def test_memoised_features_are_the_same_object_and_long_tasks_are_not_kept() -> None:
+    from claudeforce_nb.core import routing
+
+    short = "Rename the variable x to count."
+    assert routing.features(short) is routing.features(short)
+    long_task = "Review this log:\n" + "line of output\n" * 400
+    assert len(long_task) > routing._MEMO_CHARS
+    before = routing._features_memo.cache_info().currsize
+    assert routing.features(long_task) == routing.features(long_task)
+    assert score_task(long_task) == score_task(long_task)
+    assert routing._features_memo.cache_info().currsize == before
 
 
 # -- accuracy floors (regression guards, a little below the measured figures) ----------------

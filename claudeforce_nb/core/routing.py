@@ -15,12 +15,20 @@ from what it says, not from bare keywords:
 The features add up to a score in [0, 1] that thresholds map to haiku / sonnet / opus, then the
 agent's `min_tier` / `max_tier` clamp it. Every step leaves a reason in plain words. Pure and
 deterministic: regular expressions only, well under a millisecond per task.
+
+Speed (route runs on the event loop once per call): each large pattern is searched only when the
+text contains one of the literal strings every match of it must contain (worked out from the
+pattern itself, see `_Gate`), and recent tasks' features are memoised. Neither changes an answer.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
+from re import _constants as _sre_c  # type: ignore[attr-defined]
+from re import _parser as _sre_parse  # type: ignore[attr-defined]
+from typing import Any
 
 from ..config import TIERS, Settings, get_settings
 from ..definitions import AgentSpec
@@ -32,6 +40,10 @@ __all__ = ["HAIKU_BELOW", "OPUS_FROM", "Features", "features", "route", "score_t
 HAIKU_BELOW = 0.35  # score < this → haiku
 OPUS_FROM = 0.60  # score >= this → opus (between: sonnet)
 _BASE = 0.45
+# Memo of recent tasks (a notebook re-runs a cell, a map job repeats an item): how many, and the
+# longest task kept, so a memo of pasted logs cannot grow large.
+_MEMO_SIZE = 256
+_MEMO_CHARS = 4096
 
 
 def _rx(pattern: str) -> re.Pattern[str]:
@@ -130,6 +142,88 @@ _ATTACHED = _rx(r"\b(?:attached|logs?\ from|flame\ graphs?|heap\ snapshots?|py-s
                 r"|\d+\s+years?\ of|incidents)\b")
 
 
+# -- literal gates ----------------------------------------------------------------------------------
+# Under re.IGNORECASE an ASCII letter also matches these characters (checked over every code point in
+# tests/test_routing.py); mapping them, and A-Z, to the lower-case letter keeps every case-insensitive
+# match of an ASCII literal an exact substring of the folded text.
+_FOLD = str.maketrans({**{chr(c): chr(c + 32) for c in range(65, 91)},
+                       "\u0130": "i", "\u0131": "i", "\u017f": "s", "\u212a": "k"})
+
+
+def _fold(text: str) -> str:
+    return text.translate(_FOLD)
+
+
+def _needs(seq: Any, fold: bool) -> frozenset[str] | None:
+    """Strings one of which every match of the parsed pattern `seq` contains, or None if none are
+    known. Only ASCII literals count; anything unrecognised gives None (the pattern is then always
+    searched), so a gate can be weak but never wrong."""
+    best: frozenset[str] | None = None
+    run: list[str] = []
+
+    def consider(cand: frozenset[str] | None) -> None:
+        nonlocal best
+        if cand and (best is None or min(map(len, cand)) > min(map(len, best))):
+            best = cand
+
+    def flush() -> None:
+        if run:
+            consider(frozenset(["".join(run)]))
+            run.clear()
+
+    for op, av in seq:
+        if op is _sre_c.LITERAL and av < 128:
+            run.append(chr(av).lower() if fold else chr(av))
+            continue
+        flush()
+        if op is _sre_c.AT:
+            continue  # zero width: the literals either side are still adjacent
+        if op is _sre_c.SUBPATTERN and not av[1] and not av[2]:  # no (?i:...)-style local flags
+            consider(_needs(av[-1], fold))
+        elif op is _sre_c.BRANCH:
+            alts = [_needs(alt, fold) for alt in av[1]]
+            if all(alts):
+                consider(frozenset().union(*alts))  # type: ignore[arg-type]
+        elif op in (_sre_c.MAX_REPEAT, _sre_c.MIN_REPEAT, _sre_c.POSSESSIVE_REPEAT) and av[0] >= 1:
+            consider(_needs(av[2], fold))
+    flush()
+    return best
+
+
+class _Gate:
+    """A compiled pattern searched only when the text holds one of its required literals."""
+
+    __slots__ = ("rx", "needs", "folded")
+
+    def __init__(self, rx: re.Pattern[str]) -> None:
+        self.rx = rx
+        self.folded = bool(rx.flags & re.I)
+        try:
+            needs = _needs(_sre_parse.parse(rx.pattern, rx.flags).data, self.folded)
+        except Exception:  # a parser this module does not know: always search
+            needs = None
+        self.needs = tuple(sorted(needs)) if needs else None
+
+    def open(self, plain: str, folded: str) -> bool:
+        if self.needs is None:
+            return True
+        text = folded if self.folded else plain
+        for n in self.needs:  # a plain loop: a generator in any() costs more than most of these checks
+            if n in text:
+                return True
+        return False
+
+    def search(self, plain: str, folded: str) -> bool:
+        return self.open(plain, folded) and self.rx.search(plain) is not None
+
+
+_G_DEEP = {k: _Gate(rx) for k, (rx, _, _) in _DEEP.items()}
+_G_STAKES = {k: _Gate(rx) for k, rx in _STAKES.items()}
+_G_SCALE = [_Gate(rx) for rx in _SCALE]
+_G_BRIEF, _G_ERROR_NAME, _G_MORE = _Gate(_BRIEF), _Gate(_ERROR_NAME), _Gate(_MORE)
+_G_CONCERNS, _G_DESIGN, _G_WORK, _G_ATTACHED = _Gate(_CONCERNS), _Gate(_DESIGN), _Gate(_WORK), _Gate(_ATTACHED)
+
+
 @dataclass(frozen=True)
 class Features:
     """What the router saw in a task."""
@@ -176,16 +270,17 @@ def _asks(prose: str) -> int:
     return max(listed, inline, 1) + max(0, questions - 1)
 
 
-def _low(first: str, plain: str, n_words: int, code_lines: int, design: bool, work: bool) -> str | None:
+def _low(first: str, plain: str, folded: str, n_words: int, code_lines: int, design: bool,
+         work: bool) -> str | None:
     """"edit" for a small mechanical change, "question" for a short factual ask, else None."""
-    extra = bool(_MORE.search(plain))
+    extra = _G_MORE.search(plain, folded)
     if _EDIT.search(first) and (n_words <= 12 or (n_words <= 22 and not extra)):
         return "edit"
     if design or extra:
         return None
-    if (_ASK_FACT.search(first) or _BRIEF.search(plain)) and n_words <= 18 and code_lines <= 5:
+    if (_ASK_FACT.search(first) or _G_BRIEF.search(plain, folded)) and n_words <= 18 and code_lines <= 5:
         return "question"
-    if _ERROR_NAME.search(plain) and n_words <= 20 and code_lines <= 5 and "?" in plain:
+    if _G_ERROR_NAME.search(plain, folded) and n_words <= 20 and code_lines <= 5 and "?" in plain:
         return "question"
     if n_words <= 10 and not work:
         return "question"
@@ -193,23 +288,38 @@ def _low(first: str, plain: str, n_words: int, code_lines: int, design: bool, wo
 
 
 def features(task: str) -> Features:
+    """What the router sees in `task` (recent tasks up to _MEMO_CHARS long are memoised; Features
+    is immutable)."""
+    return _features_memo(task) if len(task) <= _MEMO_CHARS else _features(task)
+
+
+def _features(task: str) -> Features:
     prose, code_lines = _split_code(task)
     plain = _request(prose)
+    folded = _fold(plain)
     n_words = len(_WORD.findall(plain))
     first = plain.split("\n", 1)[0]
-    deep = tuple(k for k, (rx, _, _) in _DEEP.items() if rx.search(plain))
-    design = bool(_DESIGN.search(plain))
-    work = bool(_WORK.search(plain))
-    low = None if deep else _low(first, plain, n_words, code_lines, design, work)
-    stakes = tuple(k for k, rx in _STAKES.items() if rx.search(plain)) if low is None else ()
-    scale = any(rx.search(plain) for rx in _SCALE)
-    attached = bool(_ATTACHED.search(plain))
-    concerns = len({m.group(0).lower() for m in _CONCERNS.finditer(plain)})
+    deep = tuple(k for k, g in _G_DEEP.items() if g.search(plain, folded))
+    design = _G_DESIGN.search(plain, folded)
+    work = _G_WORK.search(plain, folded)
+    low = None if deep else _low(first, plain, folded, n_words, code_lines, design, work)
+    stakes = tuple(k for k, g in _G_STAKES.items() if g.search(plain, folded)) if low is None else ()
+    scale = any(g.search(plain, folded) for g in _G_SCALE)
+    attached = _G_ATTACHED.search(plain, folded)
+    concerns = (len({m.group(0).lower() for m in _CONCERNS.finditer(plain)})
+                if _G_CONCERNS.open(plain, folded) else 0)
     return Features(n_words, code_lines, _asks(prose), low, deep, design, work, stakes, scale, attached, concerns)
+
+
+_features_memo = functools.lru_cache(maxsize=_MEMO_SIZE)(_features)
 
 
 def score_task(task: str) -> tuple[float, tuple[str, ...]]:
     """Complexity score in [0, 1] and the reasons behind it."""
+    return _score_memo(task) if len(task) <= _MEMO_CHARS else _score_task(task)
+
+
+def _score_task(task: str) -> tuple[float, tuple[str, ...]]:
     f = features(task)
     score = _BASE
     reasons: list[str] = []
@@ -250,6 +360,9 @@ def score_task(task: str) -> tuple[float, tuple[str, ...]]:
     if not reasons:
         reasons.append("ordinary task")
     return max(0.0, min(1.0, round(score, 4))), tuple(reasons)
+
+
+_score_memo = functools.lru_cache(maxsize=_MEMO_SIZE)(_score_task)
 
 
 def _join(items: tuple[str, ...]) -> str:
