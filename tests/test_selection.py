@@ -361,3 +361,19 @@ def test_selector_accuracy_on_the_held_out_splits_stays_above_the_floor(semantic
     assert result.n == len(rows) >= 200 and result.method == "hybrid"
     assert result.top1 >= 0.88, result.confusions
     assert result.top3 >= 0.96, result.confusions
+
+
+NEIGHBOURS = (("sql-expert", "database-architect"), ("data-analyst", "statistician"),
+              ("code-reviewer", "refactoring-expert"), ("bug-investigator", "performance-optimizer"))
+
+
+@pytest.mark.semantic
+def test_descriptions_keep_the_neighbouring_agents_apart(semantic: Path) -> None:
+    """The pairs DESIGN names as easily confused are almost never swapped on the labelled tasks."""
+    rows = [r for r in labelled(("dev", *HELD_OUT)) if any(r["agent"] in pair for pair in NEIGHBOURS)]
+    assert len(rows) >= 100
+    confusions = cf.evaluate_selector(rows, k=1).confusions
+    for a, b in NEIGHBOURS:
+        swapped = confusions[((confusions["expected"] == a) & (confusions["chosen"] == b))
+                             | ((confusions["expected"] == b) & (confusions["chosen"] == a))]["count"].sum()
+        assert swapped <= 2, f"{a} <-> {b} swapped {swapped} times"
