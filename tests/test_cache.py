@@ -3,8 +3,11 @@ and recovery from a corrupt database file."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import shutil
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +15,7 @@ import pytest
 
 from claudeforce_nb import definitions
 from claudeforce_nb.config import configure
+from claudeforce_nb.core import cache as cache_module
 from claudeforce_nb.core.cache import ResponseCache, cache_key
 from claudeforce_nb.core.orchestrator import metrics_log, response_cache, run_agent
 from claudeforce_nb.pricing import Usage, get_pricing
@@ -221,3 +225,42 @@ def test_key_ignores_parameters_that_do_not_change_the_answer() -> None:
     base = {"model": "m", "system": "s", "messages": [{"role": "user", "content": "t"}], "max_tokens": 10}
     assert cache_key(base) == cache_key({**base, "metadata": {"user_id": "u1"}})
     assert cache_key(base) != cache_key({**base, "system": "s2"})
+
+
+def test_key_is_the_hash_of_the_sorted_compact_json_so_existing_caches_stay_valid() -> None:
+    params = {"model": "m", "system": [{"type": "text", "text": "Sé bref ✓", "cache_control": {"type": "ephemeral"}}],
+              "messages": [{"role": "user", "content": "t\n"}], "max_tokens": 10, "temperature": 0.5,
+              "metadata": {"user_id": "u1"}, "extra": Path("p")}
+    relevant = {k: params.get(k) for k in ("model", "system", "messages", "temperature", "max_tokens")}
+    blob = json.dumps(relevant, sort_keys=True, separators=(",", ":"), default=str)
+    assert cache_key(params) == hashlib.sha256(blob.encode()).hexdigest()
+    assert cache_key({**params, "system": Path("s")}) == cache_key({**params, "system": "s"})  # default=str
+
+
+def _rows_in_main_file(db: Path, tmp_path: Path) -> int:
+    """Entries in the database file alone, without its WAL: what a checkpoint has copied back."""
+    copy = tmp_path / "main-only.sqlite3"
+    shutil.copyfile(db, copy)
+    conn = sqlite3.connect(copy)
+    try:
+        return int(conn.execute("SELECT COUNT(*) FROM responses").fetchone()[0])
+    except sqlite3.OperationalError:  # the table itself is still only in the WAL
+        return 0
+    finally:
+        conn.close()
+
+
+def test_writes_leave_checkpoints_to_a_background_thread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A checkpoint waits for the disk; inside a write it would stall the caller's event loop."""
+    monkeypatch.setattr(cache_module, "CHECKPOINT_EVERY", 20)
+    db = tmp_path / "c.sqlite3"
+    cache = ResponseCache(db)
+    for i in range(19):
+        cache.set(f"k{i}", {"text": f"answer {i}"})
+    assert cache.checkpoints == 0 and _rows_in_main_file(db, tmp_path) == 0  # the write path never checkpoints
+    assert cache._conn().execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+    cache.set("k19", {"text": "answer 19"})
+    assert cache._checkpointing.acquire(timeout=60)  # held by the checkpoint thread until it is done
+    cache._checkpointing.release()
+    assert cache.checkpoints == 1 and _rows_in_main_file(db, tmp_path) == 20
+    assert len(cache) == 20 and cache.get("k0") == {"text": "answer 0"}

@@ -1,5 +1,11 @@
 """Response cache: SQLite, process-safe (WAL + busy timeout), TTL and a size cap with LRU eviction.
 
+Writes commit one by one (a killed process loses nothing it was told was stored), but the WAL is
+copied back into the database file (a checkpoint, which waits for the disk: ~6 ms every few hundred
+writes) by a short-lived background thread instead of inside the write that happens to cross
+SQLite's automatic threshold: that write runs on the caller's event loop and would stall every
+call in flight.
+
 The key is a hash of everything that changes the answer (model, full system prompt, messages,
 temperature, max_tokens), so editing an agent or skill file changes the key and a stale answer is
 never served. A corrupt database file is moved aside and rebuilt, with one warning.
@@ -7,6 +13,7 @@ never served. A corrupt database file is moved aside and rebuilt, with one warni
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -23,6 +30,12 @@ log = logging.getLogger("claudeforce_nb.cache")
 # every write: see ResponseCache._evict.
 _RECOUNT_EVERY = 1000
 _EVICT_TO = 0.9  # an eviction frees down to this share of the cap, so a full cache is not rescanned at once
+# Writes by one ResponseCache between background checkpoints. A write is ~3.5 pages of WAL, so this
+# is about SQLite's default automatic checkpoint (1,000 pages).
+CHECKPOINT_EVERY = 300
+# Built once: json.dumps with options builds a new encoder on every call. Same output.
+_KEY_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str)
+_PAYLOAD_JSON = json.JSONEncoder(separators=(",", ":"))
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS responses (
@@ -39,7 +52,7 @@ CREATE INDEX IF NOT EXISTS idx_responses_accessed ON responses(accessed);
 def cache_key(params: dict[str, Any]) -> str:
     """Stable hash of the request parameters that determine the answer."""
     relevant = {k: params.get(k) for k in ("model", "system", "messages", "temperature", "max_tokens")}
-    blob = json.dumps(relevant, sort_keys=True, separators=(",", ":"), default=str)
+    blob = _KEY_JSON.encode(relevant)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -53,6 +66,9 @@ class ResponseCache:
         self._local = threading.local()
         self._writes = 0
         self._total: int | None = None  # payload bytes at the last count, plus this process's writes since
+        self._unchecked = 0  # writes since the last background checkpoint started
+        self._checkpointing = threading.Lock()
+        self.checkpoints = 0  # background checkpoints completed
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -69,6 +85,7 @@ class ResponseCache:
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA busy_timeout=10000")
                 conn.execute("PRAGMA synchronous=NORMAL")
+                conn.execute("PRAGMA wal_autocheckpoint=0")  # see _wrote: checkpoints run in the background
                 conn.executescript(_SCHEMA)
                 return conn
             except sqlite3.DatabaseError:
@@ -84,6 +101,31 @@ class ResponseCache:
             p = Path(str(self.path) + suffix)
             if p.exists():
                 p.replace(Path(str(bad) + suffix))
+
+    def _wrote(self) -> None:
+        """Count a committed write; every CHECKPOINT_EVERY, checkpoint the WAL on a background thread
+        (PASSIVE: it never blocks readers or writers, in this process or another)."""
+        self._unchecked += 1
+        if self._unchecked < CHECKPOINT_EVERY or not self._checkpointing.acquire(blocking=False):
+            return
+        self._unchecked = 0
+        try:
+            threading.Thread(target=self._checkpoint, name="claudeforce-cache-checkpoint", daemon=True).start()
+        except RuntimeError:  # interpreter shutting down: the WAL stays valid, the next writer checkpoints
+            self._checkpointing.release()
+
+    def _checkpoint(self) -> None:
+        try:
+            with contextlib.suppress(sqlite3.Error):
+                conn = sqlite3.connect(self.path, timeout=10.0, isolation_level=None)
+                try:
+                    conn.execute("PRAGMA busy_timeout=10000")
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    self.checkpoints += 1
+                finally:
+                    conn.close()
+        finally:
+            self._checkpointing.release()
 
     def _run(self, fn: Any) -> Any:
         try:
@@ -104,8 +146,10 @@ class ResponseCache:
                 return None
             if row[0] < now - self.ttl_s:
                 conn.execute("DELETE FROM responses WHERE key=?", (key,))
+                self._wrote()
                 return None
             conn.execute("UPDATE responses SET accessed=? WHERE key=?", (now, key))
+            self._wrote()
             try:
                 payload = json.loads(row[1])
             except ValueError:
@@ -116,7 +160,7 @@ class ResponseCache:
         return result
 
     def set(self, key: str, payload: dict[str, Any]) -> None:
-        blob = json.dumps(payload, separators=(",", ":"))
+        blob = _PAYLOAD_JSON.encode(payload)
         now = self.clock()
 
         def op(conn: sqlite3.Connection) -> None:
@@ -125,6 +169,7 @@ class ResponseCache:
                 (key, now, now, len(blob), blob),
             )
             self._evict(conn, len(blob))
+            self._wrote()
 
         self._run(op)
 
