@@ -150,6 +150,13 @@ def test_line_magic_ending_in_a_question_mark_asks_the_agent_not_ipython_help(ip
     assert not cap.stderr and len(sim.history) == 1
 
 
+def test_question_mark_transform_leaves_cell_magic_bodies_alone(ip: InteractiveShell) -> None:
+    # a cell magic's body is its data (a file, a task), not Python: a `%agent ...?` line in it stays as typed
+    for cell in ("%%writefile notes.md\n%agent how do I pivot?\n", "\n%%agent python-expert\n%agent what is it?\n"):
+        assert "run_line_magic" not in ip.transform_cell(cell)
+    assert "run_line_magic('agent', 'what is x?')" in ip.transform_cell("x = 1\n%agent what is x?\n")
+
+
 def test_no_stream_and_no_cache_flags(ip: InteractiveShell, sim: Simulator) -> None:
     ip.run_cell_magic("agent", "python-expert -o a", "Explain decorators.")
     ip.run_cell_magic("agent", "python-expert -o b", "Explain decorators.")

@@ -411,8 +411,11 @@ def keep_question_mark(lines: list[str]) -> list[str]:
     """IPython reads a line ending in `?` as a help request, so `%agent --auto how do I pivot a
     DataFrame?` would show help on `DataFrame` instead of asking. This input transformer (run
     before IPython's help syntax) turns such a line into the magic call itself, question mark
-    kept. Cells with triple quotes are left alone: the line could be inside a string."""
+    kept. Cells with triple quotes are left alone: the line could be inside a string; so are cell
+    magics (`%%writefile`, `%%agent`, ...), whose body is data, not Python."""
     if any('"""' in line or "'''" in line for line in lines):
+        return lines
+    if next((line for line in lines if line.strip()), "").lstrip().startswith("%%"):
         return lines
     out = []
     for line in lines:
