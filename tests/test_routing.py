@@ -233,6 +233,30 @@ def test_routes_do_not_depend_on_the_process_or_hash_seed() -> None:
     assert json.loads(out.stdout) == here
 
 
+def test_routes_without_the_private_re_parser() -> None:
+    # the literal gates read `re._parser` / `re._constants` (private); a Python without them must
+    # still import the router and route every task the same, searching every pattern
+    here = [[r.model, r.tier, r.score, list(r.reasons)] for r in (cf.route(x["task"], x["agent"]) for x in labelled())]
+    script = (
+        "import builtins, json\n"
+        "real = builtins.__import__\n"
+        "def imp(name, g=None, l=None, fromlist=(), level=0):\n"
+        "    if name == 're' and fromlist and {'_parser', '_constants'} & set(fromlist):\n"
+        "        raise ImportError('simulated: no re._parser')\n"
+        "    return real(name, g, l, fromlist, level)\n"
+        "builtins.__import__ = imp\n"
+        "import claudeforce_nb as cf\n"
+        "from claudeforce_nb.core import routing\n"
+        "assert all(g.needs is None for g in [*routing._G_DEEP.values(), routing._G_MORE, routing._G_WORK])\n"
+        f"rows = [json.loads(l) for l in open({str(DATA)!r}, encoding='utf-8') if l.strip()]\n"
+        "routes = [cf.route(r['task'], r['agent']) for r in rows]\n"
+        "print(json.dumps([[r.model, r.tier, r.score, list(r.reasons)] for r in routes]))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout) == here
+
+
 # -- the speed-ups change no answer -------------------------------------------------------------
 
 def _gates() -> list[tuple[str, Any]]:

@@ -26,14 +26,18 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass, field
-from re import _constants as _sre_c  # type: ignore[attr-defined]
-from re import _parser as _sre_parse  # type: ignore[attr-defined]
 from typing import Any
 
 from ..config import TIERS, Settings, get_settings
 from ..definitions import AgentSpec
 from ..pricing import tier_of
 from .results import Route
+
+try:  # private modules of `re` (3.11+), read only by the literal gates below
+    from re import _constants as _sre_c  # type: ignore[attr-defined]
+    from re import _parser as _sre_parse  # type: ignore[attr-defined]
+except ImportError:  # a Python without them: no gates, every pattern is searched (same answers)
+    _sre_c = _sre_parse = None
 
 __all__ = ["HAIKU_BELOW", "OPUS_FROM", "Features", "features", "route", "score_task"]
 
