@@ -176,6 +176,37 @@ def test_a_log_started_right_after_the_rotation_is_neither_compacted_nor_hidden(
     assert df["task_hash"].value_counts().max() == 1  # no call counted twice
 
 
+def test_a_live_log_an_older_rollup_listed_is_not_inherited_and_deleted(
+        rows: list[dict[str, Any]], home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # rollups written before the live log was left out could list `executions.jsonl` as replaced;
+    # the next rollup inherits what they replaced, but must not delete a live log a writer just started
+    import json
+
+    import pyarrow.parquet as pq
+
+    from claudeforce_nb.store.columnar import write_parquet
+    from claudeforce_nb.store.metrics import consumed_by
+
+    first = cf.analytics.rollup(older_than_days=30)
+    assert first.path is not None
+    names = sorted(consumed_by(first.path) | {"executions.jsonl"})
+    write_parquet(pq.read_table(first.path), first.path, {"claudeforce.consumed": json.dumps(names)})
+    late = make_rows(30, seed=27, start=NOW - timedelta(minutes=10), hours=0.1)
+    rotate = MetricsLog.rotate
+
+    def rotate_then_append(self: MetricsLog) -> Path | None:
+        renamed = rotate(self)
+        MetricsLog(self.path).append_many(late)
+        return renamed
+
+    with monkeypatch.context() as patch:
+        patch.setattr(MetricsLog, "rotate", rotate_then_append)
+        report = cf.analytics.rollup(older_than_days=10)
+    assert "executions.jsonl" not in report.files_replaced
+    assert log_path(home).exists()
+    assert cf.metrics()["executions"].sum() == len(rows) + 30
+
+
 def test_rollup_of_an_empty_home_does_nothing(home: Path) -> None:
     report = cf.analytics.rollup(older_than_days=1)
     assert report.calls_rolled_up == 0 and report.path is None and "0 call(s)" in str(report)

@@ -110,7 +110,8 @@ def rollup(directory: Path, older_than_days: float, *, now: datetime | None = No
         replaced = tuple([f"rollups/{r.name}" for r in rollups] + [p.name for p in logs])
         # Files an earlier rollup replaced but could not delete (a crash, a locked file) are
         # ignored only while that rollup exists: this one inherits them before replacing it.
-        leftovers = sorted(_leftovers(directory, rollups) - set(replaced))
+        # (Never the live log: rollups written before it was left out may list it.)
+        leftovers = sorted(_leftovers(directory, rollups) - set(replaced) - {LIVE_NAME})
         if not replaced:
             return RollupReport(cutoff.to_pydatetime(), 0, 0, 0, (), None)
         df = load_unlocked(directory / LIVE_NAME, files=(rollups, logs))
