@@ -167,6 +167,18 @@ def test_a_broken_jsonl_line_is_named(tmp_path: Path) -> None:
     assert "Line 2 of labels.jsonl is not JSON" in _one_line(info)
 
 
+def test_a_spreadsheet_csv_is_read_or_refused_in_one_line(tmp_path: Path) -> None:
+    # Excel's "CSV UTF-8" starts with a byte-order mark; its plain "CSV" is not UTF-8 at all
+    bom = tmp_path / "excel.csv"
+    bom.write_bytes("task,tier\n".encode("utf-8-sig") + f"{EDIT},haiku\n".encode())
+    assert cf.evaluate_router(bom).n == 1
+    legacy = tmp_path / "legacy.csv"
+    legacy.write_bytes(f"task,tier\n{EDIT} caf\xe9,haiku\n".encode("cp1252"))
+    with pytest.raises(UsageError) as info:
+        cf.evaluate_router(legacy)
+    assert "legacy.csv is not UTF-8" in _one_line(info)
+
+
 @pytest.mark.parametrize(("rows", "kw", "says"), [
     ([], {}, "There are no rows"),
     ([{"task": EDIT}], {}, "Row 0 has no 'agent'"),

@@ -33,18 +33,26 @@ __all__ = ["RouterEvaluation", "SelectorEvaluation", "evaluate_router", "evaluat
 def _read_file(path: Path) -> list[Any]:
     if not path.is_file():
         raise UsageError(f"No labelled file at {path}.", hint="Pass rows, a DataFrame or a .jsonl/.csv path.")
-    with path.open(encoding="utf-8") as f:
-        if path.suffix == ".csv":
-            return list(csv.DictReader(f))
-        out = []
-        for n, line in enumerate(f, start=1):
-            if line.strip():
-                try:
-                    out.append(json.loads(line))
-                except ValueError:
-                    raise UsageError(f"Line {n} of {path.name} is not JSON.",
-                                     hint="Write one JSON object per line (JSON Lines), or use a .csv file.") from None
-        return out
+    try:
+        with path.open(encoding="utf-8-sig") as f:  # -sig: spreadsheets start UTF-8 CSV with a byte-order mark
+            return _parse_lines(path, f)
+    except UnicodeDecodeError:
+        raise UsageError(f"{path.name} is not UTF-8.",
+                         hint="Save it as UTF-8 (e.g. \"CSV UTF-8\") and try again.") from None
+
+
+def _parse_lines(path: Path, f: Any) -> list[Any]:
+    if path.suffix == ".csv":
+        return list(csv.DictReader(f))
+    out = []
+    for n, line in enumerate(f, start=1):
+        if line.strip():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                raise UsageError(f"Line {n} of {path.name} is not JSON.",
+                                 hint="Write one JSON object per line (JSON Lines), or use a .csv file.") from None
+    return out
 
 
 def _rows(rows: Any, required: tuple[str, ...]) -> list[dict[str, Any]]:
