@@ -117,6 +117,14 @@ def test_accented_words_match_with_or_without_accents(store: AgentMemory) -> Non
     assert tasks(store.search("Café RÉSUMÉ")) == ["translate the café menu résumé"]
 
 
+def test_compatibility_characters_are_searched_as_the_index_stores_them(store: AgentMemory) -> None:
+    # the index strips accents but keeps ligatures, superscripts and full-width letters as typed
+    for word in ("\ufb01le", "x\u00b2", "\uff21\uff22\uff23"):
+        task = f"rename the {word} column"
+        store.add("python-expert", task, "done")
+        assert tasks(store.search(word)) == [task]
+
+
 @pytest.mark.parametrize("query", [
     "", "   ", '"', '""', "'", "*", "a*", "NEAR", "NEAR(a b, 2)", "AND", "OR NOT", "a AND OR NOT b",
     '"unterminated phrase', "col:val", "task: parse", "^start", "(", ")", "(()", "-x", "+", "{task result}:x",
