@@ -181,6 +181,10 @@ def price_tasks(
 
 
 def refuse_if_over(estimate: Estimate, budget_usd: float) -> None:
+    unpriced = sorted(m for m in estimate.models if get_pricing().price(m) is None)
+    if unpriced:  # such calls would count as free: the budget could not be kept
+        raise errors.BudgetError(f"Cannot keep a budget of ${budget_usd:.4f}: {', '.join(unpriced)} has no price.",
+                                 hint="Add it to a pricing file (setting pricing_file) or run without a budget.")
     if estimate.total_usd > budget_usd:
         hint = ("raise --budget (budget_usd=) or use engine=batches (half price)." if estimate.engine != "batches"
                 else "raise --budget (budget_usd=) or map fewer items.")
