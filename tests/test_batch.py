@@ -189,9 +189,9 @@ def test_budget_too_small_is_refused_up_front_with_one_line(sim: Simulator) -> N
 def test_a_budget_cannot_be_kept_for_an_unpriced_model_and_says_so(sim: Simulator) -> None:
     items = [f"Explain topic {i}" for i in range(3)]
     with pytest.raises(BudgetError) as info:
-        map_agent(AGENT, items, model="claude-mythos-6", budget_usd=100.0, progress=False)
+        map_agent(AGENT, items, model="claude-budgetless-7", budget_usd=100.0, progress=False)
     message = str(info.value)
-    assert "claude-mythos-6 has no price" in message and "pricing file" in message and "\n" not in message
+    assert "claude-budgetless-7 has no price" in message and "pricing file" in message and "\n" not in message
     assert not sim.history and not rows()
 
 
