@@ -153,11 +153,9 @@ def test_appends_racing_a_rollup_are_all_kept(rows: list[dict[str, Any]], home: 
     assert set(r["task_hash"] for r in extra) <= set(df["task_hash"])
 
 
-def test_a_log_started_right_after_the_rotation_is_neither_compacted_nor_hidden(
-        rows: list[dict[str, Any]], home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # the race above, made deterministic: a writer starts the new live log the moment the
-    # rollup has renamed the old one
-    late = make_rows(30, seed=25, start=NOW - timedelta(minutes=10), hours=0.1)
+def rollup_while_a_writer_starts(monkeypatch: pytest.MonkeyPatch, late: list[dict[str, Any]],
+                                 older_than_days: float) -> Any:
+    """Roll up while a writer starts the new live log (with `late`) the moment the old one is renamed."""
     rotate = MetricsLog.rotate
 
     def rotate_then_append(self: MetricsLog) -> Path | None:
@@ -167,7 +165,15 @@ def test_a_log_started_right_after_the_rotation_is_neither_compacted_nor_hidden(
 
     with monkeypatch.context() as patch:
         patch.setattr(MetricsLog, "rotate", rotate_then_append)
-        report = cf.analytics.rollup(older_than_days=30)
+        return cf.analytics.rollup(older_than_days=older_than_days)
+
+
+def test_a_log_started_right_after_the_rotation_is_neither_compacted_nor_hidden(
+        rows: list[dict[str, Any]], home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the race above, made deterministic: a writer starts the new live log the moment the
+    # rollup has renamed the old one
+    late = make_rows(30, seed=25, start=NOW - timedelta(minutes=10), hours=0.1)
+    report = rollup_while_a_writer_starts(monkeypatch, late, older_than_days=30)
     assert "executions.jsonl" not in report.files_replaced
     assert log_path(home).exists()  # the live log is the writers', never compacted away
     write_rows(home, make_rows(5, seed=26))
@@ -192,16 +198,7 @@ def test_a_live_log_an_older_rollup_listed_is_not_inherited_and_deleted(
     names = sorted(consumed_by(first.path) | {"executions.jsonl"})
     write_parquet(pq.read_table(first.path), first.path, {"claudeforce.consumed": json.dumps(names)})
     late = make_rows(30, seed=27, start=NOW - timedelta(minutes=10), hours=0.1)
-    rotate = MetricsLog.rotate
-
-    def rotate_then_append(self: MetricsLog) -> Path | None:
-        renamed = rotate(self)
-        MetricsLog(self.path).append_many(late)
-        return renamed
-
-    with monkeypatch.context() as patch:
-        patch.setattr(MetricsLog, "rotate", rotate_then_append)
-        report = cf.analytics.rollup(older_than_days=10)
+    report = rollup_while_a_writer_starts(monkeypatch, late, older_than_days=10)
     assert "executions.jsonl" not in report.files_replaced
     assert log_path(home).exists()
     assert cf.metrics()["executions"].sum() == len(rows) + 30
