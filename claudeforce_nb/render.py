@@ -195,6 +195,14 @@ def markdown_html(text: str) -> str:
     return "".join(out)
 
 
+def usd(x: float, precise_below: float = 1.0) -> str:
+    """Signed dollars for tables and reports: four decimals under `precise_below`, else two with
+    thousands separators ("-$0.0123", "$1,234.50"); "n/a" for NaN."""
+    if x != x:
+        return "n/a"
+    return ("-" if x < 0 else "") + (f"${abs(x):,.4f}" if abs(x) < precise_below else f"${abs(x):,.2f}")
+
+
 # --- agent results -------------------------------------------------------------------------------
 
 def _money(x: float | None) -> str:

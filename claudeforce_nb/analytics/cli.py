@@ -11,6 +11,8 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from ..render import usd
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -62,9 +64,7 @@ def _parser() -> _Parser:
 
 
 def _money(x: float) -> str:
-    if x != x:
-        return "n/a"
-    return ("-" if x < 0 else "") + (f"${abs(x):,.4f}" if abs(x) < 10 else f"${abs(x):,.2f}")
+    return usd(x, precise_below=10)
 
 
 def _ms(x: float) -> str:

@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..render import usd
 from . import frames
 
 if TYPE_CHECKING:
@@ -63,10 +64,6 @@ def _fmt_ms(ms: float) -> str:
     return "—" if ms != ms else (f"{ms / 1000:.2f} s" if ms >= 1000 else f"{ms:.0f} ms")
 
 
-def _fmt_usd(x: float) -> str:
-    return ("-" if x < 0 else "") + (f"${abs(x):,.4f}" if abs(x) < 1 else f"${abs(x):,.2f}")
-
-
 def _kpis(cur: dict[str, Any], prev: dict[str, Any] | None) -> list[Kpi]:
     def pct(label: str, key: str, text: str, lower_better: bool | None) -> Kpi:
         v, p = cur[key], (prev or {}).get(key, math.nan)
@@ -89,10 +86,10 @@ def _kpis(cur: dict[str, Any], prev: dict[str, Any] | None) -> list[Kpi]:
                         None if arrow == "→" else pts > 0))
     kpis.append(pct("Avg latency", "latency_avg_ms", _fmt_ms(cur["latency_avg_ms"]), True))
     kpis.append(pct("p95 latency", "latency_p95_ms", _fmt_ms(cur["latency_p95_ms"]), True))
-    cost = pct("Total cost", "total_cost_usd", _fmt_usd(cur["total_cost_usd"]), True)
+    cost = pct("Total cost", "total_cost_usd", usd(cur["total_cost_usd"]), True)
     if cost.delta:
         diff = cur["total_cost_usd"] - prev["total_cost_usd"]  # type: ignore[index]
-        cost = replace(cost, delta=f"{cost.delta.split()[0]} {_fmt_usd(abs(diff))} ({cost.delta.split()[1]})")
+        cost = replace(cost, delta=f"{cost.delta.split()[0]} {usd(abs(diff))} ({cost.delta.split()[1]})")
     kpis.append(cost)
     return kpis
 
@@ -134,7 +131,7 @@ def _alerts(cur: pd.DataFrame, prev: pd.DataFrame, s: dict[str, Any], t: Thresho
         cost = float(busy.loc[worst, "cost"])
         if cost > t.hourly_cost_factor * baseline:
             out.append(Alert("cost_spike", "warning", f"The hour from {worst:%Y-%m-%d %H:00} UTC cost "
-                             f"{_fmt_usd(cost)}, {cost / baseline:.1f}x the baseline {_fmt_usd(baseline)}/hour "
+                             f"{usd(cost)}, {cost / baseline:.1f}x the baseline {usd(baseline)}/hour "
                              f"({'previous' if len(prev) else 'this'} period's average).", cost,
                              t.hourly_cost_factor * baseline))
     if s["success_rate"] < t.success_rate:
@@ -200,16 +197,16 @@ class Dashboard:
             for name, row in self.top_agents.iterrows():
                 filled = round(20 * row["executions"] / total)
                 lines.append(f"  {name:<22} {'█' * filled}{'░' * (20 - filled)} {int(row['executions']):>7,} "
-                             f"({row['share']:.0%})  {_fmt_ms(row['avg_latency_ms'])} avg  {_fmt_usd(row['cost_usd'])}")
+                             f"({row['share']:.0%})  {_fmt_ms(row['avg_latency_ms'])} avg  {usd(row['cost_usd'])}")
         if len(self.models):
             lines += ["", "Model distribution:"]
             for name, row in self.models.iterrows():
-                lines.append(f"  {name:<22} {row['executions'] / total:>5.0%}  {_fmt_usd(row['cost_usd'])}")
+                lines.append(f"  {name:<22} {row['executions'] / total:>5.0%}  {usd(row['cost_usd'])}")
         s = self.savings
         if s["baseline_cost_usd"]:
             lines += ["", f"Cost savings vs {s['baseline_model']}-only: {s['saved_pct']:.0f}% "
-                          f"({_fmt_usd(s['saved_usd'])} saved; routing {_fmt_usd(s['routing_saved_usd'])}, "
-                          f"response cache {_fmt_usd(s['cache_saved_usd'])})"]
+                          f"({usd(s['saved_usd'])} saved; routing {usd(s['routing_saved_usd'])}, "
+                          f"response cache {usd(s['cache_saved_usd'])})"]
         return "\n".join(lines)
 
     def __repr__(self) -> str:
@@ -244,16 +241,16 @@ class Dashboard:
             f'<tr><td>{html.escape(str(name))}</td><td style="width:40%"><div style="background:#4c78a8;height:10px;'
             f'width:{100 * r["executions"] / total:.1f}%"></div></td><td align="right">{int(r["executions"]):,} '
             f'({r["share"]:.0%})</td><td align="right">{_fmt_ms(r["avg_latency_ms"])}</td>'
-            f'<td align="right">{_fmt_usd(r["cost_usd"])}</td></tr>' for name, r in self.top_agents.iterrows())
+            f'<td align="right">{usd(r["cost_usd"])}</td></tr>' for name, r in self.top_agents.iterrows())
         agents = ('<table class="cf-top-agents" style="width:100%;border-collapse:collapse;font-size:13px">'
                   '<tr><th align="left">agent</th><th></th><th align="right">calls</th><th align="right">avg latency'
                   f'</th><th align="right">cost</th></tr>{rows}</table>') if rows else "<p>No calls.</p>"
         models = "".join(
             f'<tr><td>{html.escape(str(name))}</td><td align="right">{r["executions"] / total:.0%}</td>'
-            f'<td align="right">{_fmt_usd(r["cost_usd"])}</td></tr>' for name, r in self.models.iterrows())
+            f'<td align="right">{usd(r["cost_usd"])}</td></tr>' for name, r in self.models.iterrows())
         s = self.savings
         note = (f'<p class="cf-savings">Cost savings vs {html.escape(s["baseline_model"])}-only: '
-                f'<b>{s["saved_pct"]:.0f}%</b> ({_fmt_usd(s["saved_usd"])} saved)</p>'
+                f'<b>{s["saved_pct"]:.0f}%</b> ({usd(s["saved_usd"])} saved)</p>'
                 if s["baseline_cost_usd"] else "")
         return (f'<div style="display:flex;gap:24px;flex-wrap:wrap"><div style="flex:2;min-width:320px">'
                 f'<h4 style="margin:8px 0">Top agents by usage</h4>{agents}</div><div style="flex:1;min-width:220px">'
