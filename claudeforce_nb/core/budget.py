@@ -181,7 +181,7 @@ def price_tasks(
 
 
 def refuse_if_over(estimate: Estimate, budget_usd: float) -> None:
-    unpriced = sorted(m for m in estimate.models if get_pricing().price(m) is None)
+    unpriced = sorted(m for m in estimate.models if not get_pricing().is_known(m))
     if unpriced:  # such calls would count as free: the budget could not be kept
         raise errors.BudgetError(f"Cannot keep a budget of ${budget_usd:.4f}: {', '.join(unpriced)} has no price.",
                                  hint="Add it to a pricing file (setting pricing_file) or run without a budget.")

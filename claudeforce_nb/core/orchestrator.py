@@ -69,15 +69,14 @@ def resolve_model(model: str) -> str:
     pricing = get_pricing()
     if pricing.is_known(model):
         return model
-    near = errors.did_you_mean(model, list(pricing.models))
-    typo = any(difflib.SequenceMatcher(None, model, m).ratio() >= 0.9 for m in pricing.models)
-    if not typo and _CLAUDE_ID.fullmatch(model):
+    if _CLAUDE_ID.fullmatch(model) and not any(
+            difflib.SequenceMatcher(None, model, m).ratio() >= 0.9 for m in pricing.models):
         # An unpriced Claude id that is no near-miss of a known one (a model newer than our price
         # table) is sent as asked; its cost is recorded as null with one warning, never guessed.
         return model
     raise errors.InvalidModelError(
         f"Unknown model '{model}'.",
-        hint=(near or
+        hint=(errors.did_you_mean(model, list(pricing.models)) or
               f"Known models: {', '.join(m for m, p in pricing.models.items() if not p.legacy)} "
               "(or haiku/sonnet/opus); add others with a pricing file."),
     )
