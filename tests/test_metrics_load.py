@@ -245,3 +245,101 @@ def test_long_logs_parse_in_blocks_cache_in_chunks_and_merge_them(home: Path, mo
     assert any(b < a for a, b in zip(counts, counts[1:], strict=False))  # a merge shrank the cache
     assert len(df) == 6 * 150 + 1 and df.attrs["skipped_lines"] == 1
     assert df["error_type"].astype(str).str.len().max() == 100 << 10
+
+
+# -- the cache kept in step with writes ------------------------------------------------------
+
+
+def _cover(path: Path) -> list[tuple[int, int, int, Path]]:
+    from claudeforce_nb.store import metrics
+
+    key = metrics._cache_key(path)
+    assert key is not None
+    return metrics._chunks(path.parent / ".cache" / key)
+
+
+def _no_parsing(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count the bytes the loader parses from here on."""
+    from claudeforce_nb.store import metrics
+
+    parsed: list[int] = []
+    real = metrics._parse_jsonl
+
+    def counting(raw: bytes) -> tuple[object, int]:
+        parsed.append(len(raw))
+        return real(raw)
+
+    monkeypatch.setattr(metrics, "_parse_jsonl", counting)
+    return parsed
+
+
+def test_bulk_appends_are_cached_as_written_so_the_first_load_parses_nothing(
+        home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from claudeforce_nb.store import metrics
+
+    monkeypatch.setattr(metrics, "_CACHE_MIN", 1 << 30)  # the loader itself would cache nothing
+    table = cf.demo.synthetic_metrics(2500, seed=8)
+    table.loc[3, "execution_time_ms"] = float("nan")  # written as null: the cache must agree
+    table.loc[5, "timestamp"] = pd.NaT  # a line without a timestamp: skipped and counted
+    MetricsLog(log_path(home)).append_table(table)
+    cover = _cover(log_path(home))
+    assert cover and cover[0][0] == 0 and cover[-1][1] == log_path(home).stat().st_size
+    parsed_by_hand = load_metrics(log_path(home), cache=False)
+    parsed = _no_parsing(monkeypatch)
+    df = cf.metrics()
+    assert parsed == []  # every row came from the cache written with them
+    pd.testing.assert_frame_equal(df, parsed_by_hand)
+    assert len(df) == 2499 and df.attrs["skipped_lines"] == 1
+
+
+def test_bulk_append_after_uncached_rows_or_a_torn_line_leaves_them_to_the_loader(
+        home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from claudeforce_nb.store import metrics
+
+    monkeypatch.setattr(metrics, "_CACHE_MIN", 1 << 30)
+    write_rows(home, make_rows(20, seed=1))  # not cached: a bulk chunk after it would leave a gap
+    MetricsLog(log_path(home)).append_table(cf.demo.synthetic_metrics(300, seed=2))
+    assert _cover(log_path(home)) == []
+    with open(log_path(home), "ab") as f:
+        f.write(b'{"timestamp": "2026-11-2')  # a writer died mid-line
+    MetricsLog(log_path(home)).append_table(cf.demo.synthetic_metrics(300, seed=3))
+    assert _cover(log_path(home)) == []
+    df = cf.metrics()
+    pd.testing.assert_frame_equal(df, load_metrics(log_path(home), cache=False))
+    assert len(df) == 620 and df.attrs["skipped_lines"] == 1
+
+
+def test_a_column_that_would_not_survive_json_is_not_cached_from_the_table(home: Path) -> None:
+    table = cf.demo.synthetic_metrics(200, seed=4)
+    table["input_tokens"] = "many"  # text where the log has integers: the loader skips these lines
+    MetricsLog(log_path(home)).append_table(table)
+    assert _cover(log_path(home)) == []
+    df = cf.metrics()
+    assert len(df) == 0 and df.attrs["skipped_lines"] == 200
+
+
+def test_row_by_row_writers_keep_the_cache_close_behind_the_end_of_the_log(
+        home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from claudeforce_nb.store import metrics
+
+    monkeypatch.setattr(metrics, "_CACHE_BEHIND", 48 << 10)
+    monkeypatch.setattr(metrics, "_CACHE_MIN", 8 << 10)
+    log = MetricsLog(log_path(home))
+    started: list[threading.Thread] = []
+    for seed in range(12):  # ~6 KB a write, as many processes' calls would add it
+        for row in make_rows(12, seed=seed):
+            log.append(row)
+        if log.caching is not None and (not started or started[-1] is not log.caching):
+            started.append(log.caching)
+    for t in started:
+        t.join(timeout=30)
+    size = log_path(home).stat().st_size
+    assert len(started) == size // (48 << 10) >= 1  # one background caching per 48 KB crossed
+    covered = _cover(log_path(home))[-1][1]
+    assert covered >= (size // (48 << 10)) * (48 << 10) - (8 << 10)
+    parsed = _no_parsing(monkeypatch)
+    df = cf.metrics()
+    assert sum(parsed) == size - covered < 48 << 10  # only the tail since the last crossing
+    monkeypatch.undo()
+    pd.testing.assert_frame_equal(df, load_metrics(log_path(home), cache=False))
+    assert len(df) == 12 * 12

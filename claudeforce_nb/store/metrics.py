@@ -24,6 +24,7 @@ appended since the last load. Torn or corrupt lines are skipped, counted in
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import io
 import json
@@ -31,8 +32,9 @@ import logging
 import os
 import re
 import shutil
+import threading
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -91,6 +93,7 @@ _BLOCK = 16 << 20
 _CHUNK = 64 << 20  # ... and cache them in chunks covering about this many bytes of the log
 _CACHE_MIN = 4 << 20  # a tail shorter than this is parsed on every load instead of cached
 _MAX_CHUNKS = 12  # more cached chunks than this for one file are merged into one
+_CACHE_BEHIND = 64 << 20  # row-by-row writers cache the log's tail each time it grows this much
 
 
 def now_iso() -> str:
@@ -109,24 +112,38 @@ class MetricsLog:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+        self.caching: threading.Thread | None = None  # the latest background caching of the tail
 
     def append(self, record: Mapping[str, Any]) -> None:
-        self._write(_dumps(record))
+        self._cache_behind(self._write(_dumps(record)))
 
     def append_many(self, records: Iterable[Mapping[str, Any]]) -> None:
         """Append several records with one locked write (all or, if the process dies, a prefix)."""
-        self._write(b"".join(_dumps(r) for r in records))
+        self._cache_behind(self._write(b"".join(_dumps(r) for r in records)))
 
     def append_table(self, table: Any) -> None:
         """Append the rows of a pyarrow Table or DataFrame that has the metrics columns (bulk
-        imports and synthetic data; one locked write per 100,000 rows)."""
+        imports and synthetic data; one locked write per 100,000 rows). The rows are cached in
+        columnar form as they are written, so the next load does not parse them back."""
         import pyarrow as pa
 
         if not isinstance(table, pa.Table):
             table = pa.Table.from_pandas(table, preserve_index=False)
         cols = [name for name, _ in COLUMNS if name in table.column_names]
         for start in range(0, table.num_rows, 100_000):
-            self._write(_jsonl(table.slice(start, 100_000).select(cols)))
+            part = table.slice(start, 100_000).select(cols)
+            self._write(_jsonl(part), after=functools.partial(_cache_written, self.path.parent / ".cache", part))
+
+    def _cache_behind(self, span: tuple[int, int] | None) -> None:
+        """Row-by-row writers keep the columnar cache about _CACHE_BEHIND bytes behind the end of
+        the log at most: the append that crosses a multiple of it caches the uncached tail in a
+        background thread (pyarrow parses without the GIL), so a log that grew call by call over
+        months does not make its first load parse all of it."""
+        if span is None or span[0] // _CACHE_BEHIND == span[1] // _CACHE_BEHIND:
+            return
+        t = threading.Thread(target=cache_tail, args=(self.path,), name="claudeforce-metrics-cache", daemon=True)
+        self.caching = t
+        t.start()
 
     def rotate(self) -> Path | None:
         """Rename the live log to `executions.<stamp>.jsonl` under the writers' lock; the next
@@ -146,9 +163,12 @@ class MetricsLog:
         finally:
             os.close(fd)
 
-    def _write(self, data: bytes) -> None:
+    def _write(self, data: bytes, after: Callable[[int, int, int], None] | None = None) -> tuple[int, int] | None:
+        """Append `data` under the writers' lock; returns the byte range it now fills (None when
+        nothing was written). `after(fd, start, end)` runs before the lock is released, unless a
+        torn line had to be ended first (that range then begins with a line no cache can hold)."""
         if not data:
-            return
+            return None
         path = os.fspath(self.path)
         while True:
             try:
@@ -168,7 +188,8 @@ class MetricsLog:
                     same = False
                 if not same:
                     continue
-                if st.st_size and _last_byte(fd, st.st_size) != b"\n":
+                torn = bool(st.st_size) and _last_byte(fd, st.st_size) != b"\n"
+                if torn:
                     # A writer died mid-line: end its torn line, or this record would be glued
                     # onto it and lost too (the loader skips and counts the torn one).
                     data = b"\n" + data
@@ -176,7 +197,13 @@ class MetricsLog:
                 while view:
                     written = os.write(fd, view)
                     view = view[written:]
-                return
+                start, end = st.st_size + torn, st.st_size + len(data)
+                if after is not None and not torn:
+                    try:
+                        after(fd, start, end)
+                    except Exception as exc:  # the rows are written; a cache is only a speed-up
+                        log.debug("metrics cache not written on append: %s", exc)
+                return start, end
             finally:
                 os.close(fd)  # closing releases the lock
 
@@ -372,8 +399,16 @@ def _cache_key(path: Path) -> str | None:
     """Identity of a log file that survives renames (inode) and detects a reused inode (the
     first line, which never changes once written)."""
     with open(path, "rb") as f:
-        st = os.fstat(f.fileno())
-        head = f.read(1 << 16)
+        return _cache_key_fd(f.fileno())
+
+
+def _cache_key_fd(fd: int) -> str | None:
+    st = os.fstat(fd)
+    if hasattr(os, "pread"):
+        head = os.pread(fd, 1 << 16, 0)
+    else:
+        os.lseek(fd, 0, os.SEEK_SET)
+        head = os.read(fd, 1 << 16)
     end = head.find(b"\n")
     if end < 0:
         return None
@@ -418,7 +453,69 @@ def _merge(folder: Path, cover: list[tuple[int, int, int, Path]]) -> list[tuple[
     return [(start, end, bad, folder / name)]
 
 
-def _read_log(path: Path, cache_root: Path | None, out: FrameBuilder) -> tuple[int, int]:
+def _as_parsed(table: Any) -> tuple[Any, int] | None:
+    """What parsing the JSON lines of `table` gives (schema(), rows without a timestamp dropped
+    and counted), built from the table itself; None if a column's type would not survive the
+    trip through JSON unchanged (the log is then left for a load to parse)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    kinds = {"string": pa.types.is_string, "bool": pa.types.is_boolean, "int64": pa.types.is_integer,
+             "float64": lambda t: pa.types.is_floating(t) or pa.types.is_integer(t),
+             "timestamp": pa.types.is_timestamp}
+    target = schema()
+    cols = []
+    for (name, kind), field in zip(COLUMNS, target, strict=True):
+        if name not in table.column_names:
+            cols.append(pa.nulls(table.num_rows, field.type))
+            continue
+        col = table.column(name)
+        t = col.type.value_type if pa.types.is_dictionary(col.type) else col.type
+        if pa.types.is_large_string(t):
+            t = pa.string()
+        if not kinds[kind](t) and not pa.types.is_null(t):
+            return None
+        if pa.types.is_dictionary(col.type):
+            col = col.cast(t)
+        if pa.types.is_floating(t):
+            col = pc.if_else(pc.is_finite(col), col, None)  # NaN and inf are written as null
+        cols.append(col.cast(field.type))
+    parsed = pa.Table.from_arrays(cols, schema=target)
+    missing = parsed["timestamp"].null_count
+    if missing:
+        parsed = parsed.filter(pc.is_valid(parsed["timestamp"]))
+    return parsed, missing
+
+
+def _cache_written(cache_root: Path, table: Any, fd: int, start: int, end: int) -> None:
+    """Cache the rows of `table`, just written as bytes [start, end) of the log open on `fd`, if
+    the cache already covers the log up to `start` (otherwise the next load parses from the gap)."""
+    key = _cache_key_fd(fd)
+    if key is None:
+        return
+    folder = cache_root / key
+    cover = _chunks(folder)
+    if (cover[-1][1] if cover else 0) != start:
+        return
+    parsed = _as_parsed(table)
+    if parsed is not None:
+        _cache_write(folder, f"{start}-{end}-{parsed[1]}.arrow", parsed[0].to_batches(max_chunksize=BATCH_ROWS))
+
+
+def cache_tail(path: Path) -> None:
+    """Parse and cache the uncached tail of the log at `path` (whole lines, at least _CACHE_MIN
+    bytes), without building a frame; errors are logged, never raised (a background job)."""
+    path = Path(path)
+    try:
+        with compaction_lock(path.parent, shared=True):
+            _read_log(path, path.parent / ".cache", None)
+    except (OSError, _Restart) as exc:
+        log.debug("metrics tail not cached: %s", exc)
+    except Exception:  # noqa: BLE001 - a speed-up that failed must not surface in a user's cell
+        log.debug("metrics tail not cached", exc_info=True)
+
+
+def _read_log(path: Path, cache_root: Path | None, out: FrameBuilder | None) -> tuple[int, int]:
     """Add the rows of one JSONL log to `out`, through its columnar cache; returns
     (corrupt lines skipped, torn last lines)."""
     key = _cache_key(path) if cache_root is not None else None
@@ -429,9 +526,10 @@ def _read_log(path: Path, cache_root: Path | None, out: FrameBuilder) -> tuple[i
         cover = _merge(folder, cover)
     for _start, end, bad, chunk in cover:
         try:
-            batches = list(ipc_batches(chunk)) if chunk.stat().st_size < _BLOCK else ipc_batches(chunk)
-            for b in batches:
-                out.add(b)
+            if out is not None:  # (None: only caching the tail)
+                batches = list(ipc_batches(chunk)) if chunk.stat().st_size < _BLOCK else ipc_batches(chunk)
+                for b in batches:
+                    out.add(b)
         except (OSError, ValueError):  # pruned by another process mid-read: start the load again
             log.debug("metrics cache chunk %s vanished mid-load; loading again", chunk)
             raise _Restart from None
@@ -467,7 +565,8 @@ def _read_log(path: Path, cache_root: Path | None, out: FrameBuilder) -> tuple[i
             f.seek(at + cut)
             table, bad = _parse_jsonl(raw[:cut])
             del raw
-            out.add_table(table)
+            if out is not None:
+                out.add_table(table)
             skipped += bad
             at += cut
             if folder is not None:
