@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import time
 from typing import Any
 
 import pytest
@@ -258,6 +259,69 @@ def test_non_adaptive_job_keeps_its_concurrency() -> None:
         map_agent(AGENT, [f"t {i}" for i in range(20)], concurrency=4, cache=False, progress=False, adaptive=c,
                   on_result=lambda i, r: seen.append(c.limit))
     assert set(seen) == {4}
+
+
+class Overlap(Simulator):
+    """Every request takes 20 ms; keeps when each started, to count the requests in flight."""
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.starts: list[float] = []
+
+    def _messages(self, _id: str, headers: dict[str, str], body: bytes) -> Reply:
+        self.starts.append(time.monotonic())
+        reply = super()._messages(_id, headers, body)
+        reply.delay_s = 0.02
+        return reply
+
+    def most_in_flight(self) -> int:
+        return max(sum(1 for s in self.starts if s <= t < s + 0.02) for t in self.starts)
+
+
+def test_a_raised_limit_opens_more_slots_while_the_job_runs() -> None:
+    rising = AIMDController(8, increase_every=1)
+    rising._set(2)  # as after a back-off: every clean answer now earns one more slot
+    sim = Overlap(speed=0.0, seed=3)
+    with use_simulator(sim):
+        cf_client.reset_clients()
+        results = map_agent(AGENT, [f"Explain topic {i}" for i in range(80)], cache=False, progress=False,
+                            concurrency=8, adaptive=rising)
+    assert all(r.success for r in results) and rising.limit == 8
+    assert sim.most_in_flight() >= 6  # not stuck at the 2 slots the job began with
+
+
+def test_a_lowered_limit_closes_slots() -> None:
+    falling = AIMDController(8, increase_every=10**9)  # never earns a slot back
+    sim = Overlap(speed=0.0, seed=3)
+    with use_simulator(sim):
+        cf_client.reset_clients()
+        map_agent(AGENT, [f"Explain topic {i}" for i in range(40)], cache=False, progress=False, concurrency=8,
+                  adaptive=falling, on_result=lambda i, r: falling._set(2) if i == 0 else None)
+    late = sim.starts[20:]  # long after the cut: two slots left
+    assert max(sum(1 for s in late if s <= t < s + 0.02) for t in late) <= 2
+
+
+def test_a_job_writes_its_rows_and_answers_together_and_all_before_it_returns(
+        sim: Simulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    from claudeforce_nb.store.metrics import MetricsLog
+
+    writes: list[int] = []
+    real = MetricsLog._write
+
+    def counting(self: MetricsLog, data: bytes, after: Any = None) -> Any:
+        writes.append(data.count(b"\n"))
+        return real(self, data, after)
+
+    monkeypatch.setattr(MetricsLog, "_write", counting)
+    items = [f"Explain generators, part {i}" for i in range(60)]
+    map_agent(AGENT, items, concurrency=20, progress=False)
+    assert len(rows()) == 60 and sum(writes) == 60
+    assert len(writes) < 30  # calls that finish in the same loop step share one locked append
+    again = map_agent(AGENT, items, concurrency=20, progress=False)
+    assert all(r.cached for r in again) and len(sim.history) == 60  # every answer was stored
+    assert len(rows()) == 120
+    one = cf.run_agent(AGENT, "Explain generators once more")  # outside a job: written at once
+    assert rows()[-1]["task_hash"] and len(rows()) == 121 and one.success
 
 
 def test_on_result_error_stops_the_job_and_is_raised(sim: Simulator) -> None:

@@ -183,6 +183,19 @@ def test_writes_do_not_count_the_whole_table_each_time(tmp_path: Path) -> None:
     assert len(scans) == 1 and len(cache) == 300
 
 
+def test_set_many_stores_all_in_one_commit_and_keeps_the_cap(tmp_path: Path) -> None:
+    payload = {"text": "x" * 1000}
+    size = len(json.dumps(payload, separators=(",", ":")))
+    cache = ResponseCache(tmp_path / "c.sqlite3", max_mb=(20 * size) / (1024 * 1024))
+    commits: list[str] = []
+    cache._conn().set_trace_callback(lambda sql: commits.append(sql) if sql == "COMMIT" else None)
+    cache.set_many([(f"a{i}", {"text": f"answer {i}"}) for i in range(12)])
+    assert len(commits) == 1 and len(cache) == 12 and cache.get("a7") == {"text": "answer 7"}
+    for k in range(5):  # 5 x 8 entries of `size` bytes: evicted down under the 20-entry cap
+        cache.set_many([(f"b{k}-{i}", payload) for i in range(8)])
+    assert len(cache) <= 20 and cache.get("b4-7") == payload and cache.get("a0") is None
+
+
 def test_a_full_cache_frees_a_margin_and_stays_under_the_cap(tmp_path: Path) -> None:
     payload = {"text": "x" * 1000}
     size = len(json.dumps(payload, separators=(",", ":")))

@@ -146,7 +146,10 @@ class _Job:
 
                     await run_batches(self)
                 else:
-                    await self._run_async()
+                    from .orchestrator import writes_behind
+
+                    with writes_behind():
+                        await self._run_async()
         finally:
             self.progress.close()
         return [r for r in self.results if r is not None]
@@ -172,34 +175,63 @@ class _Job:
         self.finish(i, result)
 
     async def _run_async(self) -> None:
+        """Slots run items one after another, up to the controller's limit of them at a time. A
+        slot takes its next item as soon as the last one is done, in the same step of the event
+        loop (a task started afresh for each item would begin two or three loop steps later, and
+        on a busy loop a step takes milliseconds); after each item it also opens new slots if the
+        limit has risen, and closes itself if the limit has fallen below the items in flight."""
         n = len(self.tasks)
         active: set[asyncio.Task[None]] = set()
-        wake = asyncio.Event()
+        all_done = asyncio.Event()
         failures: list[BaseException] = []
+        busy = 0  # items in flight
+        nxt = 0  # the next item to take
+        stopped = False  # the budget refused an item: nothing more is taken
+
+        def take() -> int | None:
+            nonlocal nxt, busy, stopped
+            if stopped or failures or nxt >= n:
+                return None
+            i = nxt
+            if self.guard is not None and isinstance(self.tasks[i], str) and not self.guard.admit(i):
+                stopped = True
+                return None
+            nxt += 1
+            busy += 1
+            return i
+
+        def fill() -> None:
+            while busy < self.controller.limit:
+                i = take()
+                if i is None:
+                    return
+                t = asyncio.ensure_future(slot(i))
+                active.add(t)
+                t.add_done_callback(done)
+
+        async def slot(i: int | None) -> None:
+            nonlocal busy
+            while i is not None:
+                # the ticket is taken as the call is sent: calls started together are one window
+                # for the controller even if the first answer is back before the last leaves
+                try:
+                    await self._one(i, self.controller.admit())
+                finally:
+                    busy -= 1
+                i = take() if busy < self.controller.limit else None
+                fill()
 
         def done(t: asyncio.Task[None]) -> None:
             active.discard(t)
             if not t.cancelled() and t.exception() is not None:
                 failures.append(t.exception())  # type: ignore[arg-type]  # an on_result callback raised
-            wake.set()
+            if not active:
+                all_done.set()
 
-        i = 0
         try:
-            while i < n and not failures:
-                if len(active) >= self.controller.limit:
-                    wake.clear()
-                    await wake.wait()
-                    continue
-                if self.guard is not None and isinstance(self.tasks[i], str) and not self.guard.admit(i):
-                    break
-                # the ticket is taken here, as the call is scheduled: calls started together are
-                # one window for the controller even if the first answer is back before the last leaves
-                t = asyncio.ensure_future(self._one(i, self.controller.admit()))
-                active.add(t)
-                t.add_done_callback(done)
-                i += 1
-            while active:
-                await asyncio.wait(set(active))
+            fill()
+            if active:
+                await all_done.wait()
         except BaseException:  # cancelled (Ctrl-C): in-flight calls record themselves as cancelled
             for t in active:
                 t.cancel()
@@ -207,11 +239,11 @@ class _Job:
             raise
         if failures:
             raise failures[0]
-        if i < n:
+        if nxt < n:
             assert self.guard is not None
             message = self.guard.skipped_message()
-            log.warning("budget reached: %d of %d items not sent", n - i, n)
-            for j in range(i, n):
+            log.warning("budget reached: %d of %d items not sent", n - nxt, n)
+            for j in range(nxt, n):
                 self.finish(j, not_run(self.spec, self.tasks[j], model=self.model, status="skipped",
                                        error_type="budget_exceeded", error=message, backend=self.backend))
 

@@ -102,10 +102,10 @@ class ResponseCache:
             if p.exists():
                 p.replace(Path(str(bad) + suffix))
 
-    def _wrote(self) -> None:
-        """Count a committed write; every CHECKPOINT_EVERY, checkpoint the WAL on a background thread
-        (PASSIVE: it never blocks readers or writers, in this process or another)."""
-        self._unchecked += 1
+    def _wrote(self, n: int = 1) -> None:
+        """Count `n` committed writes; every CHECKPOINT_EVERY, checkpoint the WAL on a background
+        thread (PASSIVE: it never blocks readers or writers, in this process or another)."""
+        self._unchecked += n
         if self._unchecked < CHECKPOINT_EVERY or not self._checkpointing.acquire(blocking=False):
             return
         self._unchecked = 0
@@ -173,14 +173,39 @@ class ResponseCache:
 
         self._run(op)
 
-    def _evict(self, conn: sqlite3.Connection, added: int) -> None:
+    def set_many(self, entries: list[tuple[str, dict[str, Any]]]) -> None:
+        """Store several answers in one transaction (the answers a map job got in one step of its
+        event loop): one commit instead of one per answer."""
+        if not entries:
+            return
+        now = self.clock()
+        rows = [(key, now, now, len(blob), blob)
+                for key, payload in entries for blob in (_PAYLOAD_JSON.encode(payload),)]
+
+        def op(conn: sqlite3.Connection) -> None:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.executemany(
+                    "INSERT OR REPLACE INTO responses(key, created, accessed, size, payload) VALUES (?,?,?,?,?)", rows)
+                self._evict(conn, sum(r[3] for r in rows), len(rows))
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            self._wrote(len(rows))
+
+        self._run(op)
+
+    def _evict(self, conn: sqlite3.Connection, added: int, writes: int = 1) -> None:
         """Keep the payloads under the cap, least recently used out first. The table is counted
         only when this process's running total (the last count plus its own writes since) would
         pass the cap, or every _RECOUNT_EVERY writes (other processes write too), not on every
         write; an eviction frees down to _EVICT_TO of the cap."""
-        self._writes += 1
+        before, self._writes = self._writes, self._writes + writes
         estimate = self._total
-        if estimate is not None and estimate + added <= self.max_bytes and self._writes % _RECOUNT_EVERY:
+        if (estimate is not None and estimate + added <= self.max_bytes
+                and before // _RECOUNT_EVERY == self._writes // _RECOUNT_EVERY):
             self._total = estimate + added
             return
         total = int(conn.execute("SELECT COALESCE(SUM(size), 0) FROM responses").fetchone()[0])

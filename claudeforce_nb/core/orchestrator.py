@@ -9,13 +9,15 @@ The sync and async paths share every step but the SDK call itself.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import difflib
 import hashlib
 import logging
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -179,6 +181,61 @@ def metrics_log(s: Settings | None = None) -> MetricsLog:
     return found
 
 
+class WriteBehind:
+    """The metrics rows and cached answers of a map job, written together once per step of its
+    event loop (one locked append, one SQLite transaction) instead of once per call: a step of a
+    busy job finishes a dozen calls. Nothing waits longer than that step, and the job flushes
+    before it returns, so its rows and answers are all stored when `map_agent` is back."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.rows: dict[MetricsLog, list[dict[str, Any]]] = {}
+        self.answers: dict[ResponseCache, list[tuple[str, dict[str, Any]]]] = {}
+        self._scheduled = False
+
+    def add_row(self, target: MetricsLog, row: dict[str, Any]) -> None:
+        self.rows.setdefault(target, []).append(row)
+        self._schedule()
+
+    def add_answer(self, target: ResponseCache, key: str, payload: dict[str, Any]) -> None:
+        self.answers.setdefault(target, []).append((key, payload))
+        self._schedule()
+
+    def _schedule(self) -> None:
+        if not self._scheduled:
+            self._scheduled = True
+            self.loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        self._scheduled = False
+        rows, self.rows = self.rows, {}
+        answers, self.answers = self.answers, {}
+        for target, batch in rows.items():
+            try:
+                target.append_many(batch)
+            except OSError as exc:  # as a direct append would have been: logged, the job goes on
+                log.warning("Could not write %d metrics row(s) to %s: %s", len(batch), target.path, exc)
+        for cache, entries in answers.items():
+            cache.set_many(entries)
+
+
+_write_behind: contextvars.ContextVar[WriteBehind | None] = contextvars.ContextVar("claudeforce_write_behind",
+                                                                                   default=None)
+
+
+@contextlib.contextmanager
+def writes_behind() -> Iterator[WriteBehind]:
+    """Inside a coroutine: calls made here and in the tasks it starts write their rows and
+    answers through one WriteBehind, flushed at every loop step and on the way out."""
+    wb = WriteBehind(asyncio.get_running_loop())
+    token = _write_behind.set(wb)
+    try:
+        yield wb
+    finally:
+        _write_behind.reset(token)
+        wb.flush()
+
+
 def _usage_of(message: Any) -> Usage:
     u = message.usage
     creation = getattr(u, "cache_creation", None)
@@ -230,12 +287,17 @@ def finish_ok(call: Call, message: Any, *, ttft_ms: float | None, attempts: int,
         stop_reason=getattr(message, "stop_reason", None),
     )
     if call.key is not None and result.stop_reason != "max_tokens":
-        response_cache(call.settings).set(call.key, {
+        answer = {
             "text": text, "input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
             "cache_read_tokens": usage.cache_read_tokens,
             "cache_write_tokens": usage.cache_write_tokens + usage.cache_write_1h_tokens,
             "stop_reason": result.stop_reason, "model": call.model,
-        })
+        }
+        wb = _write_behind.get()
+        if wb is not None:
+            wb.add_answer(response_cache(call.settings), call.key, answer)
+        else:
+            response_cache(call.settings).set(call.key, answer)
     if record_row:
         record(result, batch=batch, task_hash=call.task_hash)
     if call.memory:
@@ -320,10 +382,15 @@ def record(result: AgentResult, *, batch: bool = False, task_hash: str | None = 
     if s.record_text:
         row["task"] = result.task
         row["response"] = result.text
-    metrics_log(s).append(row)
-    log.debug("call recorded", extra={"agent": result.agent, "model": result.model, "task_hash": row["task_hash"],
-                                      "duration_ms": row["execution_time_ms"], "tokens": row["total_tokens"],
-                                      "cost": row["estimated_cost"], "attempts": result.attempts})
+    wb = _write_behind.get()
+    if wb is not None:
+        wb.add_row(metrics_log(s), row)
+    else:
+        metrics_log(s).append(row)
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug("call recorded", extra={"agent": result.agent, "model": result.model, "task_hash": row["task_hash"],
+                                          "duration_ms": row["execution_time_ms"], "tokens": row["total_tokens"],
+                                          "cost": row["estimated_cost"], "attempts": result.attempts})
 
 
 def run_agent(
