@@ -309,6 +309,37 @@ def test_bulk_append_after_uncached_rows_or_a_torn_line_leaves_them_to_the_loade
     assert len(df) == 620 and df.attrs["skipped_lines"] == 1
 
 
+def test_a_tail_still_being_cached_is_not_cached_twice_at_once(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from claudeforce_nb.store import metrics
+
+    monkeypatch.setattr(metrics, "_CACHE_BEHIND", 16 << 10)
+    gate = threading.Event()
+    runs: list[Path] = []
+    monkeypatch.setattr(metrics, "cache_tail", lambda path: (runs.append(path), gate.wait(30)))
+    log = MetricsLog(log_path(home))
+    for row in make_rows(200, seed=2):  # ~100 KB: six crossings while the first caching still runs
+        log.append(row)
+    gate.set()
+    assert log.caching is not None
+    log.caching.join(timeout=30)
+    assert len(runs) == 1
+
+
+def test_cached_chunks_hold_few_large_batches(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pyarrow.ipc as ipc
+
+    from claudeforce_nb.store import metrics
+
+    monkeypatch.setattr(metrics, "_PARSE_BLOCK", 64 << 10)  # the parser's output: many small batches
+    monkeypatch.setattr(metrics, "_CACHE_MIN", 64 << 10)
+    write_rows(home, make_rows(3000, seed=9))
+    df = cf.metrics()
+    (chunk,) = [c[3] for c in _cover(log_path(home))]
+    with ipc.open_file(chunk) as reader:
+        assert reader.num_record_batches == 1 and reader.get_batch(0).num_rows == 3000
+    pd.testing.assert_frame_equal(df, cf.metrics())
+
+
 def test_a_column_that_would_not_survive_json_is_not_cached_from_the_table(home: Path) -> None:
     table = cf.demo.synthetic_metrics(200, seed=4)
     table["input_tokens"] = "many"  # text where the log has integers: the loader skips these lines
@@ -329,10 +360,9 @@ def test_row_by_row_writers_keep_the_cache_close_behind_the_end_of_the_log(
     for seed in range(12):  # ~6 KB a write, as many processes' calls would add it
         for row in make_rows(12, seed=seed):
             log.append(row)
-        if log.caching is not None and (not started or started[-1] is not log.caching):
-            started.append(log.caching)
-    for t in started:
-        t.join(timeout=30)
+            if log.caching is not None and (not started or started[-1] is not log.caching):
+                started.append(log.caching)
+                log.caching.join(timeout=30)  # (calls come slower than a tail is cached)
     size = log_path(home).stat().st_size
     assert len(started) == size // (48 << 10) >= 1  # one background caching per 48 KB crossed
     covered = _cover(log_path(home))[-1][1]
