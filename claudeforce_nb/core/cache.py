@@ -1,10 +1,10 @@
 """Response cache: SQLite, process-safe (WAL + busy timeout), TTL and a size cap with LRU eviction.
 
-Writes commit one by one (a killed process loses nothing it was told was stored), but the WAL is
-copied back into the database file (a checkpoint, which waits for the disk: ~6 ms every few hundred
-writes) by a short-lived background thread instead of inside the write that happens to cross
-SQLite's automatic threshold: that write runs on the caller's event loop and would stall every
-call in flight.
+Each `set` (or `set_many` batch) commits at once (a killed process loses nothing it was told was
+stored), but the WAL is copied back into the database file (a checkpoint, which waits for the
+disk: ~6 ms every few hundred writes) by a short-lived background thread instead of inside the
+write that happens to cross SQLite's automatic threshold: that write runs on the caller's event
+loop and would stall every call in flight.
 
 The key is a hash of everything that changes the answer (model, full system prompt, messages,
 temperature, max_tokens), so editing an agent or skill file changes the key and a stale answer is
@@ -160,18 +160,7 @@ class ResponseCache:
         return result
 
     def set(self, key: str, payload: dict[str, Any]) -> None:
-        blob = _PAYLOAD_JSON.encode(payload)
-        now = self.clock()
-
-        def op(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "INSERT OR REPLACE INTO responses(key, created, accessed, size, payload) VALUES (?,?,?,?,?)",
-                (key, now, now, len(blob), blob),
-            )
-            self._evict(conn, len(blob))
-            self._wrote()
-
-        self._run(op)
+        self.set_many([(key, payload)])
 
     def set_many(self, entries: list[tuple[str, dict[str, Any]]]) -> None:
         """Store several answers in one transaction (the answers a map job got in one step of its
@@ -197,7 +186,7 @@ class ResponseCache:
 
         self._run(op)
 
-    def _evict(self, conn: sqlite3.Connection, added: int, writes: int = 1) -> None:
+    def _evict(self, conn: sqlite3.Connection, added: int, writes: int) -> None:
         """Keep the payloads under the cap, least recently used out first. The table is counted
         only when this process's running total (the last count plus its own writes since) would
         pass the cap, or every _RECOUNT_EVERY writes (other processes write too), not on every

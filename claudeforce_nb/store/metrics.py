@@ -39,7 +39,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .columnar import BATCH_ROWS, FrameBuilder, ipc_batches, parquet_batches, write_ipc
+from .columnar import FrameBuilder, ipc_batches, parquet_batches, write_ipc
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -94,6 +94,7 @@ _CHUNK = 64 << 20  # ... and cache them in chunks covering about this many bytes
 _CACHE_MIN = 4 << 20  # a tail shorter than this is parsed on every load instead of cached
 _MAX_CHUNKS = 12  # more cached chunks than this for one file are merged into one
 _CACHE_BEHIND = 64 << 20  # row-by-row writers cache the log's tail each time it grows this much
+_CACHE_BATCH = 1 << 16  # rows per record batch in a cached chunk (see _rebatch)
 
 
 def now_iso() -> str:
@@ -116,7 +117,11 @@ class MetricsLog:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self.caching: threading.Thread | None = None  # the latest background caching of the tail
+
+    @property
+    def caching(self) -> threading.Thread | None:
+        """The latest background caching of this log's tail (by any MetricsLog of this path)."""
+        return _tail_threads.get(os.fspath(self.path))
 
     def append(self, record: Mapping[str, Any]) -> None:
         self._cache_behind(self._write(_dumps(record)))
@@ -152,7 +157,6 @@ class MetricsLog:
                 return
             t = _tail_threads[key] = threading.Thread(target=cache_tail, args=(self.path,),
                                                       name="claudeforce-metrics-cache", daemon=True)
-        self.caching = t
         t.start()
 
     def rotate(self) -> Path | None:
@@ -244,9 +248,7 @@ def _jsonl(table: Any) -> bytes:
         return b""
     parts: list[Any] = []
     for i, name in enumerate(table.column_names):
-        col = table.column(name).combine_chunks()
-        if pa.types.is_dictionary(col.type) or pa.types.is_large_string(col.type):
-            col = col.cast(pa.string())
+        col = _plain(table.column(name).combine_chunks())
         t = col.type
         if pa.types.is_timestamp(t):
             # a naive cast to text is ~10x faster than strftime; the values are UTC either way
@@ -256,7 +258,7 @@ def _jsonl(table: Any) -> bytes:
         elif pa.types.is_boolean(t) or pa.types.is_integer(t):
             text = col.cast(pa.string())
         elif pa.types.is_floating(t):
-            text = pc.if_else(pc.is_finite(col), col, None).cast(pa.string())  # NaN is not JSON: null
+            text = _finite(col).cast(pa.string())
         elif pa.types.is_string(t) and not pc.any(pc.match_substring_regex(col, "[\\x00-\\x1f\\x7f]")).as_py():
             escaped = pc.replace_substring(pc.replace_substring(col, "\\", "\\\\"), '"', '\\"')
             text = pc.binary_join_element_wise('"', escaped, '"', "")
@@ -267,6 +269,20 @@ def _jsonl(table: Any) -> bytes:
     lines = pc.binary_join_element_wise(*parts, "}\n", "")
     lines = lines.combine_chunks() if isinstance(lines, pa.ChunkedArray) else lines
     return _concat_values(lines)
+
+
+def _plain(col: Any) -> Any:
+    """A column as _jsonl writes it: dictionary-encoded and large strings become plain strings."""
+    import pyarrow as pa
+
+    return col.cast(pa.string()) if pa.types.is_dictionary(col.type) or pa.types.is_large_string(col.type) else col
+
+
+def _finite(col: Any) -> Any:
+    """A float column with NaN and infinities as null (they are not JSON: _jsonl writes null)."""
+    import pyarrow.compute as pc
+
+    return pc.if_else(pc.is_finite(col), col, None)
 
 
 def _concat_values(arr: Any) -> bytes:
@@ -452,7 +468,7 @@ def _cache_write(folder: Path, name: str, batches: Iterable[Any]) -> bool:
         return False
 
 
-def _rebatch(batches: Iterable[Any], rows: int = 1 << 16) -> Iterator[Any]:
+def _rebatch(batches: Iterable[Any], rows: int = _CACHE_BATCH) -> Iterator[Any]:
     """The same rows in batches of about `rows`: the parser hands out ~7,000-row batches (one per
     4 MB block), and a load adds a cached chunk batch by batch, at a cost per batch (a million
     rows in 143 batches load ~2x slower than in 16). Larger batches than 65,536 rows load no
@@ -498,17 +514,10 @@ def _as_parsed(table: Any) -> tuple[Any, int] | None:
         if name not in table.column_names:
             cols.append(pa.nulls(table.num_rows, field.type))
             continue
-        col = table.column(name)
-        t = col.type.value_type if pa.types.is_dictionary(col.type) else col.type
-        if pa.types.is_large_string(t):
-            t = pa.string()
-        if not kinds[kind](t) and not pa.types.is_null(t):
+        col = _plain(table.column(name))
+        if not kinds[kind](col.type) and not pa.types.is_null(col.type):
             return None
-        if pa.types.is_dictionary(col.type):
-            col = col.cast(t)
-        if pa.types.is_floating(t):
-            col = pc.if_else(pc.is_finite(col), col, None)  # NaN and inf are written as null
-        cols.append(col.cast(field.type))
+        cols.append((_finite(col) if pa.types.is_floating(col.type) else col).cast(field.type))
     parsed = pa.Table.from_arrays(cols, schema=target)
     missing = parsed["timestamp"].null_count
     if missing:
@@ -528,7 +537,8 @@ def _cache_written(cache_root: Path, table: Any, fd: int, start: int, end: int) 
         return
     parsed = _as_parsed(table)
     if parsed is not None:
-        _cache_write(folder, f"{start}-{end}-{parsed[1]}.arrow", parsed[0].to_batches(max_chunksize=1 << 16))
+        table, skipped = parsed
+        _cache_write(folder, f"{start}-{end}-{skipped}.arrow", _rebatch(table.to_batches(max_chunksize=_CACHE_BATCH)))
 
 
 def cache_tail(path: Path) -> None:
@@ -574,7 +584,7 @@ def _read_log(path: Path, cache_root: Path | None, out: FrameBuilder | None) -> 
         nonlocal chunk_start, chunk_bad
         if folder is not None and at - chunk_start >= _CACHE_MIN:
             _cache_write(folder, f"{chunk_start}-{at}-{chunk_bad}.arrow",
-                         _rebatch(b for t in pending for b in t.to_batches(max_chunksize=BATCH_ROWS)))
+                         _rebatch(b for t in pending for b in t.to_batches(max_chunksize=_CACHE_BATCH)))
             chunk_start, chunk_bad = at, 0
             pending.clear()
 
