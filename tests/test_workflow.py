@@ -12,6 +12,7 @@ import asyncio
 import json
 import random
 import threading
+import types
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -603,3 +604,30 @@ def test_result_frame_timeline_and_reprs_describe_every_step(home):
     assert all(sid in page for sid in result.steps) and "skipped" in page
     assert repr(result) == "<WorkflowResult mixed · not ok · 3 steps (1 ok, 1 failed, 1 skipped) · parallel · " \
         f"${result.cost_usd:.6f}>"
+
+
+@pytest.mark.skipif(threading.current_thread() is not threading.main_thread(), reason="needs the main thread")
+def test_ctrl_c_arriving_as_the_worker_starts_still_cancels_it(fake, home, monkeypatch):
+    # The worker can get far enough to be interrupted before the calling thread runs again: the
+    # KeyboardInterrupt then surfaces right after Thread.start, and must still cancel the work.
+    from claudeforce_nb.core import _sync
+
+    class InterruptedAtStart(threading.Thread):
+        def start(self) -> None:
+            super().start()
+            _thread.interrupt_main()
+            threading.Event().wait(0.05)  # the interrupt is raised here, inside start()
+
+    monkeypatch.setattr(_sync, "threading", types.SimpleNamespace(Thread=InterruptedAtStart, Event=threading.Event))
+
+    async def cell() -> None:
+        run_workflow(CANCELLABLE, cache=False)
+
+    loop = asyncio.new_event_loop()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            loop.run_until_complete(cell())
+    finally:
+        loop.close()
+    monkeypatch.undo()
+    assert ("slow", "cancelled") in {(r["step_id"], r["error_type"]) for r in rows(home)}

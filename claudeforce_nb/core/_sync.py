@@ -66,8 +66,10 @@ def _run_on_worker(coro_factory: Callable[[], Coroutine[Any, Any, T]], grace_s: 
     # The caller's context (settings overrides held in contextvars, attempt counters) goes along.
     ctx = contextvars.copy_context()
     worker = threading.Thread(target=ctx.run, args=(main,), name="claudeforce-loop", daemon=True)
-    worker.start()
     try:
+        # Started inside the try: the worker can run far enough for a Ctrl-C before this thread
+        # gets the GIL back, and that interrupt must cancel the work too, not leave it running.
+        worker.start()
         while not finished.wait(_POLL_S):
             pass
     except KeyboardInterrupt:
