@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
 import logging
 import os
 import threading
@@ -153,17 +154,39 @@ def _build(s: Settings, chosen: str, *, is_async: bool) -> Any:
             http: Any = httpx2.AsyncClient(transport=async_transport(sim),
                                            event_hooks={"request": [_acount_request],
                                                         "response": [_aobserve_response]})
-            return anthropic.AsyncAnthropic(api_key=SIMULATED_KEY, base_url=SIMULATED_BASE_URL,
-                                            http_client=http, **common)
+            return _with_platform(anthropic.AsyncAnthropic(api_key=SIMULATED_KEY, base_url=SIMULATED_BASE_URL,
+                                                           http_client=http, **common))
         http = httpx2.Client(transport=sync_transport(sim), event_hooks={"request": [_count_request],
                                                                          "response": [_observe_response]})
         return anthropic.Anthropic(api_key=SIMULATED_KEY, base_url=SIMULATED_BASE_URL, http_client=http, **common)
     if is_async:
         http = anthropic.DefaultAsyncHttpxClient(event_hooks={"request": [_acount_request],
                                                               "response": [_aobserve_response]})
-        return anthropic.AsyncAnthropic(http_client=http, **common)
+        return _with_platform(anthropic.AsyncAnthropic(http_client=http, **common))
     http = anthropic.DefaultHttpxClient(event_hooks={"request": [_count_request], "response": [_observe_response]})
     return anthropic.Anthropic(http_client=http, **common)
+
+
+@functools.lru_cache(maxsize=1)
+def _sdk_platform() -> Any:
+    from anthropic._base_client import get_platform
+
+    return get_platform()
+
+
+def _with_platform(client: anthropic.AsyncAnthropic) -> anthropic.AsyncAnthropic:
+    """Give a new async client the OS name for its X-Stainless-OS header, resolved once a process.
+
+    Left to itself, a fresh AsyncAnthropic resolves it on its first request in a worker thread, and
+    every request that starts before that thread is back makes the same hop: a map job's first 50
+    requests each went to the thread and waited there behind the other 49 being prepared (~20 ms
+    before the first was sent, on every map_agent and run_workflow call, each having a new loop and
+    so a new client). `_platform` is the SDK's own cache of the value; if a later SDK drops it,
+    this does nothing and the SDK resolves it as before.
+    """
+    if getattr(client, "_platform", False) is None:
+        client._platform = _sdk_platform()
+    return client
 
 
 def reset_clients() -> None:

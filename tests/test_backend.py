@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 
 import anthropic
 import httpx2
@@ -13,6 +14,7 @@ import pytest
 from claudeforce_nb import client as cf_client
 from claudeforce_nb import errors
 from claudeforce_nb.config import configure
+from claudeforce_nb.core.batch import map_agent
 from claudeforce_nb.core.orchestrator import run_agent
 from claudeforce_nb.simulator import Simulator
 
@@ -124,6 +126,38 @@ def test_one_async_client_per_event_loop(sim: Simulator) -> None:
     (a1, a2), (b1, _) = asyncio.run(build()), asyncio.run(build())
     assert a1 is a2  # reused within a loop
     assert b1 is not a1  # a pool opened on a closed loop is never handed to another
+
+
+def test_a_map_job_on_a_new_client_sends_without_a_thread_hop_per_request(sim: Simulator,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    # A fresh AsyncAnthropic resolves its X-Stainless-OS value on the first request in a worker
+    # thread, and every request started before that is back hops there too. The client we build
+    # already knows it (resolved once a process), so a 20-wide job's requests go straight out.
+    import anthropic._base_client as sdk_base
+
+    calls: list[str] = []
+    resolve = sdk_base.get_platform
+
+    def counting() -> object:
+        calls.append(threading.current_thread().name)
+        return resolve()
+
+    sent_os: list[str | None] = []
+    handle = sim.handle
+
+    def recording(method: str, path: str, headers: dict[str, str], body: bytes) -> object:
+        sent_os.append(headers.get("x-stainless-os"))
+        return handle(method, path, headers, body)
+
+    monkeypatch.setattr(sdk_base, "get_platform", counting)
+    monkeypatch.setattr(sim, "handle", recording)
+    cf_client._sdk_platform.cache_clear()
+    cf_client.reset_clients()
+    out = map_agent("python-expert", [f"Explain item {i}." for i in range(20)], concurrency=20, progress=False,
+                    cache=False)
+    assert all(r.success for r in out)
+    assert len(calls) == 1  # once for the process, not once per request in the first wave
+    assert sent_os == [str(resolve())] * 20  # and every request still says which OS it came from
 
 
 def test_attempt_counter_counts_every_http_try(sim: Simulator) -> None:

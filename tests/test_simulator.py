@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import select
+import socket
 import statistics
 import time
 from collections.abc import Iterator
@@ -328,6 +330,30 @@ def server() -> Iterator[SimulatorServer]:
 def test_server_binds_loopback_only(server: SimulatorServer) -> None:
     assert server.server_address[0] == "127.0.0.1"
     assert server.url.startswith("http://127.0.0.1:")
+
+
+def test_server_takes_a_burst_of_new_connections_at_once() -> None:
+    # A map job at concurrency 50 opens 50 connections together. socketserver's default backlog
+    # of 5 let the kernel complete only ~6 handshakes ahead of accept(); the other SYNs were
+    # dropped and retried a second later. Here nothing accepts at all (the server is not started),
+    # so only the backlog decides how many of 64 connects complete.
+    srv = SimulatorServer(Simulator(speed=0), port=0)
+    socks = [socket.socket() for _ in range(64)]
+    try:
+        for s in socks:
+            s.setblocking(False)
+            s.connect_ex(srv.server_address)
+        pending = list(socks)
+        deadline = time.monotonic() + 3.0
+        while pending and time.monotonic() < deadline:
+            _, writable, _ = select.select([], pending, [], 0.1)
+            pending = [s for s in pending if s not in writable]
+        connected = sum(s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0 for s in socks if s not in pending)
+        assert (len(pending), connected) == (0, 64), f"{len(pending)} of 64 connections still waiting"
+    finally:
+        for s in socks:
+            s.close()
+        srv.server_close()
 
 
 def test_real_client_works_against_the_loopback_server(server: SimulatorServer) -> None:

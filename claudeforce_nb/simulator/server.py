@@ -66,6 +66,9 @@ class _Handler(BaseHTTPRequestHandler):
 
 class SimulatorServer(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's default backlog of 5 drops the SYNs of a burst of new connections (a map job
+    # opening 50 at once), and each dropped one waits out a 1 s retransmission.
+    request_queue_size = 1024
 
     def __init__(self, simulator: Simulator, port: int = 0) -> None:
         self.simulator = simulator
