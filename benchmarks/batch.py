@@ -17,6 +17,9 @@ count requests per minute, and a later run must not inherit an earlier one's).
   map_nocache_vs_raw_sdk_ratio: the same with cache=False (no SQLite read and write per call).
 - map_1000_cpu_ms_per_item, raw_sdk_1000_cpu_ms_per_item, map_cpu_over_raw_sdk_cpu_ratio: process
   CPU per item on each side — less sensitive than wall time to other load on the machine.
+- map_first_request_ms / raw_sdk_first_request_ms: from the call (map_agent; asyncio.run of the
+  raw job) to the simulator receiving the first request, median of the runs. Both build a fresh
+  SDK client, as every map_agent call does (a new event loop each time).
 - loadavg_1m_start / loadavg_1m_end: `os.getloadavg()` around the timed runs (wall figures from a
   busy machine read high; compare the ratios and the CPU figures instead).
 - throughput_c{1,5,10,20,50}_items_per_s: items per second at those concurrency levels (the
@@ -93,6 +96,19 @@ class _Counting(Simulator):
         return self._count(super()._messages(_id, headers, body))
 
 
+class _Stamped(Simulator):
+    """The simulator, noting when its first /v1/messages request arrived (perf_counter)."""
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.first: float | None = None
+
+    def _messages(self, _id: str, headers: dict[str, str], body: bytes) -> Reply:
+        if self.first is None:
+            self.first = time.perf_counter()
+        return super()._messages(_id, headers, body)
+
+
 class _Capacity(_Counting):
     """A server that works on `capacity` requests at a time and answers 429 to any beyond, with
     retry-after-ms saying when its first request in progress will be done."""
@@ -157,14 +173,24 @@ def measure_map_vs_raw(repeats: int) -> dict[str, float]:
 
     s = get_settings()
 
+    first_ms: dict[str, list[float]] = {"map": [], "nocache": [], "raw": []}
+
     def ours(tag: str, cache: bool) -> None:
-        with use_simulator(Simulator(latency_ms=LATENCY_MS, seed=11)):
+        sim = _Stamped(latency_ms=LATENCY_MS, seed=11)
+        with use_simulator(sim):
+            t0 = time.perf_counter()
             results = map_agent(AGENT, _items(N_ITEMS, tag), concurrency=CONCURRENCY, progress=False, cache=cache)
         if not all(r.success for r in results):
             raise RuntimeError("benchmark items failed; the timing would be meaningless")
+        assert sim.first is not None
+        first_ms["map" if cache else "nocache"].append((sim.first - t0) * 1000)
 
     def raw(bodies: list[dict[str, Any]]) -> None:
-        asyncio.run(_raw_job(Simulator(latency_ms=LATENCY_MS, seed=11), bodies, s.max_retries, s.timeout_s))
+        sim = _Stamped(latency_ms=LATENCY_MS, seed=11)
+        t0 = time.perf_counter()
+        asyncio.run(_raw_job(sim, bodies, s.max_retries, s.timeout_s))
+        assert sim.first is not None
+        first_ms["raw"].append((sim.first - t0) * 1000)
 
     def bodies(tag: str) -> list[dict[str, Any]]:  # the requests map_agent would send, built untimed
         return [prepare(AGENT, t, cache=False).params for t in _items(N_ITEMS, tag)]
@@ -172,6 +198,7 @@ def measure_map_vs_raw(repeats: int) -> dict[str, float]:
     with use_simulator(Simulator(latency_ms=LATENCY_MS, seed=11)):  # imports, library, first clients
         map_agent(AGENT, _items(CONCURRENCY, "warm-up"), concurrency=CONCURRENCY, progress=False)
     raw(bodies("warm-up")[:CONCURRENCY])
+    first_ms["raw"].clear()
 
     load_start = os.getloadavg()[0]
     runs: dict[str, list[tuple[float, float]]] = {"map": [], "nocache": [], "raw": []}
@@ -204,6 +231,8 @@ def measure_map_vs_raw(repeats: int) -> dict[str, float]:
         "map_nocache_1000_cpu_ms_per_item": cpu_ms("nocache"),
         "raw_sdk_1000_cpu_ms_per_item": cpu_ms("raw"),
         "map_cpu_over_raw_sdk_cpu_ratio": cpu_ms("map") / cpu_ms("raw"),
+        "map_first_request_ms": statistics.median(first_ms["map"]),
+        "raw_sdk_first_request_ms": statistics.median(first_ms["raw"]),
         "loadavg_1m_start": load_start,
         "loadavg_1m_end": load_end,
         "repeats": float(repeats),
