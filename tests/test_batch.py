@@ -250,6 +250,24 @@ def test_adaptive_concurrency_backs_off_under_injected_429s() -> None:
     assert quiet.decreases == 0 and quiet.limit == 16
 
 
+def test_one_burst_of_429s_at_the_start_halves_the_limit_once() -> None:
+    # The job opens its 20 slots in one go; the server takes 5 and refuses the other 15 at once
+    # (the SDK then retries them). Those 15 refusals answer one window of calls and halve the
+    # limit once. With tickets taken as each slot started, the 6th call's 429 came back before
+    # the 7th was scheduled, each later refusal looked like a new window: 20 -> 10 -> 5 -> 2 -> 1.
+    configure(circuit_failures=0)
+    controller = AIMDController(20, increase_every=10**9)
+    sim = Simulator(speed=0.0, seed=3)
+    sim.enqueue(text="ok", times=5)
+    sim.enqueue(fault="429", times=15)
+    with use_simulator(sim):
+        cf_client.reset_clients()
+        results = map_agent(AGENT, [f"Explain topic {i}" for i in range(20)], concurrency=20, cache=False,
+                            progress=False, adaptive=controller)
+    assert all(r.success for r in results)
+    assert controller.decreases == 1 and controller.limit == 10
+
+
 def test_non_adaptive_job_keeps_its_concurrency() -> None:
     configure(circuit_failures=0)
     seen: list[int] = []

@@ -188,7 +188,12 @@ class _Job:
         nxt = 0  # the next item to take
         stopped = False  # the budget refused an item: nothing more is taken
 
-        def take() -> int | None:
+        def take() -> tuple[int, int] | None:
+            """The next item and its ticket. The ticket is taken here, as the item is scheduled:
+            the slots `fill` opens together are one window for the controller, even though each
+            sends its request only once the ones before it have prepared theirs (a 429 to the
+            17th must not open a new window for the 18th to 50th, or one burst halves the limit
+            again and again)."""
             nonlocal nxt, busy, stopped
             if stopped or failures or nxt >= n:
                 return None
@@ -198,27 +203,25 @@ class _Job:
                 return None
             nxt += 1
             busy += 1
-            return i
+            return i, self.controller.admit()
 
         def fill() -> None:
             while busy < self.controller.limit:
-                i = take()
-                if i is None:
+                job = take()
+                if job is None:
                     return
-                t = asyncio.ensure_future(slot(i))
+                t = asyncio.ensure_future(slot(job))
                 active.add(t)
                 t.add_done_callback(done)
 
-        async def slot(i: int | None) -> None:
+        async def slot(job: tuple[int, int] | None) -> None:
             nonlocal busy
-            while i is not None:
-                # the ticket is taken as the call is sent: calls started together are one window
-                # for the controller even if the first answer is back before the last leaves
+            while job is not None:
                 try:
-                    await self._one(i, self.controller.admit())
+                    await self._one(*job)
                 finally:
                     busy -= 1
-                i = take() if busy < self.controller.limit else None
+                job = take() if busy < self.controller.limit else None
                 fill()
 
         def done(t: asyncio.Task[None]) -> None:
