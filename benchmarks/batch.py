@@ -12,6 +12,9 @@ count requests per minute, and a later run must not inherit an earlier one's).
 - raw_sdk_1000_wall_over_ideal_ratio: the floor under that: the same 1,000 request bodies (built
   by `prepare` beforehand, untimed) sent by a bare `anthropic.AsyncAnthropic` on the same simulator
   transport with an `asyncio.Semaphore(50)`: no routing, skills, cache, metrics, breaker or AIMD.
+- map_1000_best_wall_over_ideal_ratio / raw_sdk_1000_best_wall_over_ideal_ratio: the fastest of
+  the runs (as `timeit` reports): on a shared machine other tenants only ever add time, so the
+  best run is the closest to what the code itself needs; the median stays the headline.
 - map_vs_raw_sdk_ratio: median over back-to-back pairs (order alternating) of map wall / raw
   wall: what our layer costs on top of SDK + simulator (lower is better, 1.0 = nothing).
   map_nocache_vs_raw_sdk_ratio: the same with cache=False (no SQLite read and write per call).
@@ -224,6 +227,8 @@ def measure_map_vs_raw(repeats: int) -> dict[str, float]:
     return {
         "map_1000_wall_over_ideal_ratio": wall("map") / ideal,
         "raw_sdk_1000_wall_over_ideal_ratio": wall("raw") / ideal,
+        "map_1000_best_wall_over_ideal_ratio": min(w for w, _ in runs["map"]) / ideal,
+        "raw_sdk_1000_best_wall_over_ideal_ratio": min(w for w, _ in runs["raw"]) / ideal,
         "map_vs_raw_sdk_ratio": paired("map"),
         "map_nocache_1000_wall_over_ideal_ratio": wall("nocache") / ideal,
         "map_nocache_vs_raw_sdk_ratio": paired("nocache"),
