@@ -136,8 +136,20 @@ def async_client(settings: Settings | None = None) -> anthropic.AsyncAnthropic:
         per_loop = _async_clients.setdefault(loop, {})
         client = per_loop.get(key)
         if client is None:
+            _forget_closed_loops()
             client = per_loop[key] = _build(s, key[1], is_async=True)
     return client
+
+
+def _forget_closed_loops() -> None:
+    """Drop the clients of loops that have closed (caller holds _lock). The registry is weak on
+    its loops, but a client with open connections refers to its loop through their transports, so
+    the clients of a loop the caller closed (`asyncio.run(cf.arun_agent(...))` in a script, once
+    per call) would otherwise stay, sockets and all, for the life of the process. Dropped, they
+    are collected and their sockets closed. Loops claudeforce_nb runs itself close their clients
+    properly before they end (`close_loop_clients`)."""
+    for old in [loop for loop in _async_clients if loop.is_closed()]:
+        del _async_clients[old]
 
 
 def _build(s: Settings, chosen: str, *, is_async: bool) -> Any:
@@ -187,6 +199,19 @@ def _with_platform(client: anthropic.AsyncAnthropic) -> anthropic.AsyncAnthropic
     if getattr(client, "_platform", False) is None:
         client._platform = _sdk_platform()
     return client
+
+
+async def close_loop_clients() -> None:
+    """Close the async clients of the running loop and forget them: for a loop about to end (a
+    client's connection pool belongs to the loop that opened it and is of no use after it)."""
+    loop = asyncio.get_running_loop()
+    with _lock:
+        clients = list(_async_clients.pop(loop, {}).values())
+    for client in clients:
+        try:
+            await client.close()
+        except Exception as exc:  # closing is tidying up: never the job's failure
+            log.debug("closing an SDK client failed: %s: %s", type(exc).__name__, exc)
 
 
 def reset_clients() -> None:

@@ -4,7 +4,9 @@ HTTP): protocol shape, determinism, token accounting, latency plan, faults and t
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
+import os
 import select
 import socket
 import statistics
@@ -18,6 +20,7 @@ import pytest
 
 from claudeforce_nb import client as cf_client
 from claudeforce_nb.config import configure
+from claudeforce_nb.core.batch import map_agent
 from claudeforce_nb.core.orchestrator import arun_agent, run_agent
 from claudeforce_nb.errors import ConfigError
 from claudeforce_nb.simulator import Simulator, get_simulator, parse_faults, use_simulator
@@ -354,6 +357,57 @@ def test_server_takes_a_burst_of_new_connections_at_once() -> None:
         for s in socks:
             s.close()
         srv.server_close()
+
+
+def _open_sockets() -> int:
+    return sum(os.readlink(f"/proc/self/fd/{fd}").startswith("socket:") for fd in os.listdir("/proc/self/fd")
+               if os.path.exists(f"/proc/self/fd/{fd}"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts sockets through /proc")
+def test_map_jobs_close_their_connections_when_they_end(server: SimulatorServer,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Each map_agent / run_workflow call runs on a loop of its own and opens a client whose
+    # connection pool belongs to that loop. Those clients were never closed, and never collected
+    # either (a client's sockets refer to its loop, the key of the weak registry holding it): every
+    # job left its connections open for the life of the kernel. Jobs now close them as they end.
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-api03-not-a-real-key")
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
+    configure(backend="anthropic", circuit_failures=0)
+    cf_client.reset_clients()
+    before = _open_sockets()
+    for k in range(3):
+        out = map_agent("python-expert", [f"Explain item {k}.{i}." for i in range(12)], concurrency=6,
+                        cache=False, progress=False)
+        assert all(r.success for r in out)
+    gc.collect()
+    deadline = time.monotonic() + 5.0  # the server's side closes once its thread reads the EOF
+    while _open_sockets() > before and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert _open_sockets() == before  # 3 jobs x 6 connections, both ends, would be 36 more
+    assert len(server.simulator.history) == 36
+    assert not any(cf_client._async_clients.values())
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts sockets through /proc")
+def test_calls_on_loops_the_caller_closes_do_not_keep_their_connections(server: SimulatorServer,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    # A script's `asyncio.run(cf.arun_agent(...))`: a new loop per call, closed by asyncio.run,
+    # not by us. Its client is dropped when the next one is built, so at most the last call's
+    # connection is still open (each call kept its own, both ends, before: 2 per call).
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-api03-not-a-real-key")
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
+    configure(backend="anthropic", circuit_failures=0)
+    cf_client.reset_clients()
+    before = _open_sockets()
+    for i in range(4):
+        assert asyncio.run(arun_agent("python-expert", f"Explain item {i}.", cache=False)).success
+    gc.collect()
+    deadline = time.monotonic() + 5.0
+    while _open_sockets() > before + 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert _open_sockets() <= before + 2  # the last call's connection; 8 with every call's kept
+    assert len(cf_client._async_clients) <= 1
 
 
 def test_real_client_works_against_the_loopback_server(server: SimulatorServer) -> None:

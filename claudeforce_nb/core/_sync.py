@@ -30,13 +30,25 @@ def run_coroutine_sync(coro_factory: Callable[[], Coroutine[Any, Any, T]], *, gr
     Without a running loop in this thread this is `asyncio.run` (whose Ctrl-C handling already
     cancels the task and lets it finish). With one (Jupyter) the coroutine runs on a worker thread;
     on KeyboardInterrupt its task is cancelled, given up to `grace_s` seconds to unwind, and the
-    KeyboardInterrupt is re-raised.
+    KeyboardInterrupt is re-raised. Either way the loop is new and ends here, and so do the SDK
+    clients (connection pools) opened on it: they are closed before it ends.
     """
+
+    async def main() -> T:
+        try:
+            return await coro_factory()
+        finally:
+            # The loop ends with this coroutine, and the SDK clients opened on it with it: close
+            # their connections now rather than leave the sockets to the garbage collector.
+            from ..client import close_loop_clients
+
+            await close_loop_clients()
+
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(coro_factory())
-    return _run_on_worker(coro_factory, grace_s)
+        return asyncio.run(main())
+    return _run_on_worker(main, grace_s)
 
 
 def _run_on_worker(coro_factory: Callable[[], Coroutine[Any, Any, T]], grace_s: float) -> T:
