@@ -4,6 +4,7 @@ HTTP): protocol shape, determinism, token accounting, latency plan, faults and t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
 import os
@@ -359,12 +360,27 @@ def test_server_takes_a_burst_of_new_connections_at_once() -> None:
         srv.server_close()
 
 
-def _open_sockets() -> int:
-    return sum(os.readlink(f"/proc/self/fd/{fd}").startswith("socket:") for fd in os.listdir("/proc/self/fd")
-               if os.path.exists(f"/proc/self/fd/{fd}"))
+def _connections_to(port: int) -> int:
+    """Open TCP connections of this process with `port` at either end (the loopback server runs in
+    this process too, so each client connection counts twice: both of its ends)."""
+    inodes = set()
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            target = os.readlink(f"/proc/self/fd/{fd}")
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    count = 0
+    with open("/proc/net/tcp", encoding="ascii") as table:
+        for line in list(table)[1:]:
+            fields = line.split()
+            local, remote, state, inode = fields[1], fields[2], fields[3], fields[9]
+            ports = {int(local.rsplit(":", 1)[1], 16), int(remote.rsplit(":", 1)[1], 16)}
+            if state != "0A" and port in ports and inode in inodes:  # 0A: listening
+                count += 1
+    return count
 
 
-@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts sockets through /proc")
+@pytest.mark.skipif(not os.path.exists("/proc/net/tcp"), reason="counts connections through /proc")
 def test_map_jobs_close_their_connections_when_they_end(server: SimulatorServer,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     # Each map_agent / run_workflow call runs on a loop of its own and opens a client whose
@@ -375,21 +391,21 @@ def test_map_jobs_close_their_connections_when_they_end(server: SimulatorServer,
     monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
     configure(backend="anthropic", circuit_failures=0)
     cf_client.reset_clients()
-    before = _open_sockets()
+    port = server.server_address[1]
     for k in range(3):
         out = map_agent("python-expert", [f"Explain item {k}.{i}." for i in range(12)], concurrency=6,
                         cache=False, progress=False)
         assert all(r.success for r in out)
     gc.collect()
     deadline = time.monotonic() + 5.0  # the server's side closes once its thread reads the EOF
-    while _open_sockets() > before and time.monotonic() < deadline:
+    while _connections_to(port) and time.monotonic() < deadline:
         time.sleep(0.02)
-    assert _open_sockets() == before  # 3 jobs x 6 connections, both ends, would be 36 more
+    assert _connections_to(port) == 0  # 3 jobs x 6 connections, both ends, were 36
     assert len(server.simulator.history) == 36
     assert not any(cf_client._async_clients.values())
 
 
-@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts sockets through /proc")
+@pytest.mark.skipif(not os.path.exists("/proc/net/tcp"), reason="counts connections through /proc")
 def test_calls_on_loops_the_caller_closes_do_not_keep_their_connections(server: SimulatorServer,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     # A script's `asyncio.run(cf.arun_agent(...))`: a new loop per call, closed by asyncio.run,
@@ -399,14 +415,14 @@ def test_calls_on_loops_the_caller_closes_do_not_keep_their_connections(server: 
     monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
     configure(backend="anthropic", circuit_failures=0)
     cf_client.reset_clients()
-    before = _open_sockets()
+    port = server.server_address[1]
     for i in range(4):
         assert asyncio.run(arun_agent("python-expert", f"Explain item {i}.", cache=False)).success
     gc.collect()
     deadline = time.monotonic() + 5.0
-    while _open_sockets() > before + 2 and time.monotonic() < deadline:
+    while _connections_to(port) > 2 and time.monotonic() < deadline:
         time.sleep(0.02)
-    assert _open_sockets() <= before + 2  # the last call's connection; 8 with every call's kept
+    assert _connections_to(port) <= 2  # the last call's connection; 8 with every call's kept
     assert len(cf_client._async_clients) <= 1
 
 
