@@ -380,49 +380,51 @@ def _connections_to(port: int) -> int:
     return count
 
 
-@pytest.mark.skipif(not os.path.exists("/proc/net/tcp"), reason="counts connections through /proc")
-def test_map_jobs_close_their_connections_when_they_end(server: SimulatorServer,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+needs_proc_net = pytest.mark.skipif(not os.path.exists("/proc/net/tcp"), reason="counts connections through /proc")
+
+
+@pytest.fixture
+def real_backend_port(server: SimulatorServer, monkeypatch: pytest.MonkeyPatch) -> int:
+    """The real-API backend pointed at the loopback server; its port."""
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-api03-not-a-real-key")
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
+    configure(backend="anthropic", circuit_failures=0)
+    cf_client.reset_clients()
+    return int(server.server_address[1])
+
+
+def _settled_connections(port: int, at_most: int) -> int:
+    """Connections to `port` once the server's side has seen the EOFs (up to 5 s)."""
+    deadline = time.monotonic() + 5.0
+    gc.collect()
+    while _connections_to(port) > at_most and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return _connections_to(port)
+
+
+@needs_proc_net
+def test_map_jobs_close_their_connections_when_they_end(server: SimulatorServer, real_backend_port: int) -> None:
     # Each map_agent / run_workflow call runs on a loop of its own and opens a client whose
     # connection pool belongs to that loop. Those clients were never closed, and never collected
     # either (a client's sockets refer to its loop, the key of the weak registry holding it): every
     # job left its connections open for the life of the kernel. Jobs now close them as they end.
-    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-api03-not-a-real-key")
-    monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
-    configure(backend="anthropic", circuit_failures=0)
-    cf_client.reset_clients()
-    port = server.server_address[1]
     for k in range(3):
         out = map_agent("python-expert", [f"Explain item {k}.{i}." for i in range(12)], concurrency=6,
                         cache=False, progress=False)
         assert all(r.success for r in out)
-    gc.collect()
-    deadline = time.monotonic() + 5.0  # the server's side closes once its thread reads the EOF
-    while _connections_to(port) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert _connections_to(port) == 0  # 3 jobs x 6 connections, both ends, were 36
+    assert _settled_connections(real_backend_port, 0) == 0  # 3 jobs x 6 connections, both ends, were 36
     assert len(server.simulator.history) == 36
     assert not any(cf_client._async_clients.values())
 
 
-@pytest.mark.skipif(not os.path.exists("/proc/net/tcp"), reason="counts connections through /proc")
-def test_calls_on_loops_the_caller_closes_do_not_keep_their_connections(server: SimulatorServer,
-                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+@needs_proc_net
+def test_calls_on_loops_the_caller_closes_do_not_keep_their_connections(real_backend_port: int) -> None:
     # A script's `asyncio.run(cf.arun_agent(...))`: a new loop per call, closed by asyncio.run,
     # not by us. Its client is dropped when the next one is built, so at most the last call's
     # connection is still open (each call kept its own, both ends, before: 2 per call).
-    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-api03-not-a-real-key")
-    monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
-    configure(backend="anthropic", circuit_failures=0)
-    cf_client.reset_clients()
-    port = server.server_address[1]
     for i in range(4):
         assert asyncio.run(arun_agent("python-expert", f"Explain item {i}.", cache=False)).success
-    gc.collect()
-    deadline = time.monotonic() + 5.0
-    while _connections_to(port) > 2 and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert _connections_to(port) <= 2  # the last call's connection; 8 with every call's kept
+    assert _settled_connections(real_backend_port, 2) <= 2  # the last call's connection; 8 with every call's kept
     assert len(cf_client._async_clients) <= 1
 
 

@@ -37,9 +37,7 @@ def run_coroutine_sync(coro_factory: Callable[[], Coroutine[Any, Any, T]], *, gr
     async def main() -> T:
         try:
             return await coro_factory()
-        finally:
-            # The loop ends with this coroutine, and the SDK clients opened on it with it: close
-            # their connections now rather than leave the sockets to the garbage collector.
+        finally:  # rather than leave their sockets to the garbage collector
             from ..client import close_loop_clients
 
             await close_loop_clients()
