@@ -137,7 +137,7 @@ def async_client(settings: Settings | None = None) -> anthropic.AsyncAnthropic:
         client = per_loop.get(key)
         if client is None:
             _forget_closed_loops()
-            client = per_loop[key] = _build(s, key[1], is_async=True)
+            client = per_loop[key] = _with_platform(_build(s, key[1], is_async=True))
     return client
 
 
@@ -166,15 +166,15 @@ def _build(s: Settings, chosen: str, *, is_async: bool) -> Any:
             http: Any = httpx2.AsyncClient(transport=async_transport(sim),
                                            event_hooks={"request": [_acount_request],
                                                         "response": [_aobserve_response]})
-            return _with_platform(anthropic.AsyncAnthropic(api_key=SIMULATED_KEY, base_url=SIMULATED_BASE_URL,
-                                                           http_client=http, **common))
+            return anthropic.AsyncAnthropic(api_key=SIMULATED_KEY, base_url=SIMULATED_BASE_URL,
+                                            http_client=http, **common)
         http = httpx2.Client(transport=sync_transport(sim), event_hooks={"request": [_count_request],
                                                                          "response": [_observe_response]})
         return anthropic.Anthropic(api_key=SIMULATED_KEY, base_url=SIMULATED_BASE_URL, http_client=http, **common)
     if is_async:
         http = anthropic.DefaultAsyncHttpxClient(event_hooks={"request": [_acount_request],
                                                               "response": [_aobserve_response]})
-        return _with_platform(anthropic.AsyncAnthropic(http_client=http, **common))
+        return anthropic.AsyncAnthropic(http_client=http, **common)
     http = anthropic.DefaultHttpxClient(event_hooks={"request": [_count_request], "response": [_observe_response]})
     return anthropic.Anthropic(http_client=http, **common)
 

@@ -324,7 +324,7 @@ def score_task(task: str) -> tuple[float, tuple[str, ...]]:
 
 
 def _score_task(task: str) -> tuple[float, tuple[str, ...]]:
-    f = features(task)
+    f = _features(task)  # not the features() memo: score_task's own memo already holds repeats
     score = _BASE
     reasons: list[str] = []
     if f.low == "edit":
