@@ -113,7 +113,21 @@ def _key(s: Settings, kind: str) -> tuple[Any, ...]:
         from .simulator import get_simulator
 
         sim_id = id(get_simulator())
-    return (kind, chosen, sim_id, s.max_retries, s.timeout_s, os.environ.get("ANTHROPIC_BASE_URL"))
+    return (kind, chosen, sim_id, s.max_retries, s.timeout_s, os.environ.get("ANTHROPIC_BASE_URL"), _spans())
+
+
+def _spans() -> bool:
+    """Whether the SDK's OpenTelemetry spans can record anything: only once a tracer provider is
+    set (`trace.set_tracer_provider`, or `OTEL_PYTHON_TRACER_PROVIDER`). Without one, the SDK still
+    builds every call's span attributes (its default headers included) for a no-op span: ~5% of a
+    call's CPU on the simulator, which a map job at high concurrency spends on its one event loop.
+    Part of the client key, so a provider set later gets clients that trace."""
+    try:
+        from opentelemetry import trace  # what SDKs with spans depend on
+    except ImportError:
+        return True  # nothing to turn off
+    return "OTEL_PYTHON_TRACER_PROVIDER" in os.environ or not isinstance(
+        trace.get_tracer_provider(), trace.ProxyTracerProvider)
 
 
 def sync_client(settings: Settings | None = None) -> anthropic.Anthropic:
@@ -157,6 +171,8 @@ def _build(s: Settings, chosen: str, *, is_async: bool) -> Any:
     import httpx2
 
     common: dict[str, Any] = {"max_retries": s.max_retries, "timeout": s.timeout_s}
+    if not _spans() and _sdk_has_spans():
+        common["open_telemetry"] = False  # else the SDK's default, ANTHROPIC_OPEN_TELEMETRY* included
     if chosen == "simulated":
         from .simulator import get_simulator
         from .simulator.transport import async_transport, sync_transport
@@ -177,6 +193,16 @@ def _build(s: Settings, chosen: str, *, is_async: bool) -> Any:
         return anthropic.AsyncAnthropic(http_client=http, **common)
     http = anthropic.DefaultHttpxClient(event_hooks={"request": [_count_request], "response": [_observe_response]})
     return anthropic.Anthropic(http_client=http, **common)
+
+
+@functools.lru_cache(maxsize=1)
+def _sdk_has_spans() -> bool:
+    """Whether this SDK takes the `open_telemetry` option (an older one in our range may not)."""
+    import inspect
+
+    import anthropic
+
+    return "open_telemetry" in inspect.signature(anthropic.Anthropic.__init__).parameters
 
 
 @functools.lru_cache(maxsize=1)

@@ -10,6 +10,7 @@ import threading
 import anthropic
 import httpx2
 import pytest
+from opentelemetry import trace as otel_trace
 
 from claudeforce_nb import client as cf_client
 from claudeforce_nb import errors
@@ -158,6 +159,73 @@ def test_a_map_job_on_a_new_client_sends_without_a_thread_hop_per_request(sim: S
     assert all(r.success for r in out)
     assert len(calls) == 1  # once for the process, not once per request in the first wave
     assert sent_os == [str(resolve())] * 20  # and every request still says which OS it came from
+
+
+class _RecordingProvider(otel_trace.TracerProvider):
+    """A tracer provider that notes the name of every span started through it."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def get_tracer(self, *_args: object, **_kwargs: object) -> otel_trace.Tracer:
+        provider = self
+
+        class _Tracer(otel_trace.NoOpTracer):
+            def start_span(self, name: str, *args: object, **kwargs: object) -> otel_trace.Span:
+                provider.names.append(name)
+                return super().start_span(name, *args, **kwargs)  # type: ignore[arg-type]
+
+        return _Tracer()
+
+
+def test_sdk_spans_are_built_only_once_a_tracer_provider_is_set(sim: Simulator,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    # Without a provider the SDK's span of each call could record nothing, yet it would still
+    # build the span's attributes: our clients turn its spans off. A provider set later (as users
+    # do after import) gets new clients whose calls the SDK traces.
+    import anthropic._base_client as sdk_base
+
+    started: list[str] = []
+    start = sdk_base.start_api_call_span
+
+    def counting(tracer: object, *args: object, **kwargs: object) -> object:
+        started.append(type(tracer).__name__)
+        return start(tracer, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sdk_base, "start_api_call_span", counting)
+    monkeypatch.delenv("OTEL_PYTHON_TRACER_PROVIDER", raising=False)
+    cf_client.reset_clients()
+    assert isinstance(otel_trace.get_tracer_provider(), otel_trace.ProxyTracerProvider)  # none set in tests
+    assert run_agent("python-expert", "Explain decorators.", cache=False).success
+    assert all(r.success for r in map_agent("python-expert", ["Explain item 1.", "Explain item 2."],
+                                            progress=False, cache=False))
+    assert started == []
+
+    provider = _RecordingProvider()
+    monkeypatch.setattr(otel_trace, "get_tracer_provider", lambda: provider)  # as set_tracer_provider does
+    assert run_agent("python-expert", "Explain generators.", cache=False).success
+    assert all(r.success for r in map_agent("python-expert", ["Explain item 3.", "Explain item 4."],
+                                            progress=False, cache=False))
+    assert len(started) == 3 and len(provider.names) == 3  # one span per call, sync and async
+    assert set(provider.names) == {"anthropic.messages.create"}  # the SDK's own span
+
+
+def test_an_sdk_without_the_open_telemetry_option_is_not_given_it(sim: Simulator,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    assert cf_client._sdk_has_spans()  # the SDK installed here takes it
+    given: list[bool] = []
+
+    class Older(anthropic.Anthropic):
+        def __init__(self, **kwargs: object) -> None:
+            given.append("open_telemetry" in kwargs)
+            kwargs.pop("open_telemetry", None)
+            super().__init__(**kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(cf_client, "_sdk_has_spans", lambda: False)
+    monkeypatch.setattr(anthropic, "Anthropic", Older)
+    cf_client.reset_clients()
+    assert run_agent("python-expert", "Explain closures.", cache=False).success
+    assert given == [False]
 
 
 def test_attempt_counter_counts_every_http_try(sim: Simulator) -> None:
