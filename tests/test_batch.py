@@ -342,6 +342,66 @@ def test_a_job_writes_its_rows_and_answers_together_and_all_before_it_returns(
     assert rows()[-1]["task_hash"] and len(rows()) == 121 and one.success
 
 
+class _Sink:
+    """Stands for a MetricsLog and a ResponseCache: notes each write WriteBehind makes."""
+
+    path = "sink"
+
+    def __init__(self) -> None:
+        self.writes: list[int] = []
+
+    def append_many(self, rows: list[Any]) -> None:
+        self.writes.append(len(rows))
+
+    def set_many(self, entries: list[Any]) -> None:
+        self.writes.append(len(entries))
+
+
+def test_write_behind_writes_a_moment_after_the_first_row_or_at_once_when_many_wait() -> None:
+    from claudeforce_nb.core.orchestrator import WriteBehind
+
+    log, cache = _Sink(), _Sink()
+
+    async def job() -> None:
+        wb = WriteBehind(asyncio.get_running_loop())
+        wb.add_row(log, {"n": 0})  # type: ignore[arg-type]
+        wb.add_answer(cache, "k", {"text": "answer"})  # type: ignore[arg-type]
+        for _ in range(3):
+            await asyncio.sleep(0)  # steps of the loop: not yet
+        assert log.writes == [] and cache.writes == []
+        assert wb.answer(cache, "k") == {"text": "answer"}  # type: ignore[arg-type]
+        await asyncio.sleep(WriteBehind.FLUSH_AFTER_S * 3)
+        assert log.writes == [1] and cache.writes == [1]  # together, one write each
+        assert wb.answer(cache, "k") is None  # type: ignore[arg-type]
+        for i in range(WriteBehind.FLUSH_AT):
+            wb.add_row(log, {"n": i})  # type: ignore[arg-type]
+        assert log.writes == [1, WriteBehind.FLUSH_AT]  # a full batch goes at once, no loop step needed
+        wb.add_row(log, {"n": "last"})  # type: ignore[arg-type]
+        wb.flush()  # as the job does on its way out
+        assert log.writes == [1, WriteBehind.FLUSH_AT, 1]
+        await asyncio.sleep(WriteBehind.FLUSH_AFTER_S * 3)  # the timer went with the flush
+        assert log.writes == [1, WriteBehind.FLUSH_AT, 1]
+
+    asyncio.run(job())
+
+
+def test_a_repeated_row_is_answered_from_its_twin_before_the_answer_is_written(sim: Simulator) -> None:
+    out = map_agent(AGENT, ["Explain decorators to me", "Explain decorators to me"], concurrency=1, progress=False)
+    assert [r.cached for r in out] == [False, True] and out[0].text == out[1].text
+    assert len(sim.history) == 1  # one request: the twin was answered while the answer waited to be written
+    assert len(rows()) == 2
+
+
+def test_a_long_job_writes_its_rows_while_it_runs() -> None:
+    on_disk: list[int] = []
+    with use_simulator(Simulator(latency_ms=10, seed=2)):
+        cf_client.reset_clients()
+        map_agent(AGENT, [f"Explain iterators, part {i}" for i in range(40)], concurrency=2, progress=False,
+                  on_result=lambda i, r: on_disk.append(len(rows())))
+    assert on_disk[-1] > 0  # ~0.2 s of calls: rows were on disk before the job ended
+    assert len(rows()) == 40
+
+
 def test_on_result_error_stops_the_job_and_is_raised(sim: Simulator) -> None:
     def boom(i: int, r: AgentResult) -> None:
         raise RuntimeError("callback broke")
