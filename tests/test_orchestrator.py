@@ -330,3 +330,73 @@ def test_unpriced_claude_model_is_sent_and_its_cost_recorded_as_null(caplog: pyt
     assert len(warnings) == 1
     recorded = [r for r in rows() if r["model"] == "claude-mythos-6"]
     assert len(recorded) == 2 and all(r["estimated_cost"] is None for r in recorded)
+
+
+class _NewerAPI(Simulator):
+    """Answers with a content block and a stop reason this SDK's schema does not know yet, as the
+    real API does once it ships a feature newer than the installed SDK."""
+
+    def build_message(self, data: dict[str, Any], rng: Any, text: str | None = None) -> dict[str, Any]:
+        message = super().build_message(data, rng, text)
+        message["content"].insert(0, {"type": "brand_new_block", "payload": {"x": 1}})
+        message["stop_reason"] = "brand_new_reason"
+        return message
+
+
+def _count_sdk_parses(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    import anthropic._response as sdk_response
+
+    parsed: list[object] = []
+    real = sdk_response.BaseAPIResponse._parse
+
+    def counting(self: Any, *args: Any, **kwargs: Any) -> Any:
+        out = real(self, *args, **kwargs)
+        parsed.append(out)
+        return out
+
+    monkeypatch.setattr(sdk_response.BaseAPIResponse, "_parse", counting)
+    return parsed
+
+
+def test_answers_are_the_sdks_message_validated_in_one_pass(sim: Simulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The SDK's lenient parse builds a Message field by field in Python (~165 µs); ours validates
+    # the same type with pydantic-core (~30 µs) and gets the same object.
+    import anthropic
+    from anthropic.types import Message
+
+    parsed = _count_sdk_parses(monkeypatch)
+    params = {"model": "claude-haiku-5-5", "max_tokens": 200, "messages": [{"role": "user", "content": "Explain"}],
+              "system": [{"type": "text", "text": "# Expert\nBe brief.", "cache_control": {"type": "ephemeral"}}]}
+    ours = cf_client.create_message(cf_client.sync_client(), params)
+
+    async def in_a_loop() -> Any:
+        try:
+            return await cf_client.acreate_message(cf_client.async_client(), params)
+        finally:
+            await cf_client.close_loop_clients()
+
+    ours_async = asyncio.run(in_a_loop())
+    result = run_agent("python-expert", "Explain list comprehensions.", cache=False)
+    assert result.success and result.request_id and result.text.startswith("## ")
+    assert parsed == []  # the SDK's parse was not needed, here or in run_agent
+    sdks = anthropic.Anthropic(api_key="sk-sim", base_url=cf_client.SIMULATED_BASE_URL,
+                               http_client=cf_client.sync_client()._client).messages.create(**params)
+    assert isinstance(ours, Message) and isinstance(ours_async, Message)
+    same = {**sdks.model_dump(), "id": "the simulator numbers repeats"}
+    assert {**ours.model_dump(), "id": same["id"]} == same == {**ours_async.model_dump(), "id": same["id"]}
+    assert type(ours.content[0]) is type(sdks.content[0]) and type(ours.usage) is type(sdks.usage)
+    assert ours._request_id and ours._request_id.startswith("req_sim_") and ours._request_id != sdks._request_id
+    assert ours.usage.cache_creation is not None and ours.content[0].type == "text"
+
+
+def test_an_answer_newer_than_the_sdk_falls_back_to_the_sdks_own_parse(monkeypatch: pytest.MonkeyPatch) -> None:
+    parsed = _count_sdk_parses(monkeypatch)
+    with use_simulator(_NewerAPI(speed=0.0, seed=3)):
+        cf_client.reset_clients()
+        sync = run_agent("python-expert", "Explain context managers.", cache=False)
+        async_ = asyncio.run(arun_agent("python-expert", "Explain context managers again.", cache=False))
+    cf_client.reset_clients()
+    assert len(parsed) == 2  # both answers went to the SDK's lenient parse
+    for result in (sync, async_):
+        assert result.success and result.text.startswith("## ")  # the text blocks, the new one skipped
+        assert result.stop_reason == "brand_new_reason" and result.request_id and result.output_tokens > 0

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import errors
-from ..client import async_client, attempt_counter, backend, map_sdk_error, sync_client
+from ..client import acreate_message, async_client, attempt_counter, backend, create_message, map_sdk_error, sync_client
 from ..config import TIERS, Settings, get_settings, pinned_settings
 from ..definitions import AgentSpec, library
 from ..pricing import Usage, get_pricing, tier_of
@@ -453,7 +453,7 @@ def _run_sync(agent: str | AgentSpec, task: str, model: str | None, stream: bool
                             on_text(chunk)
                     message = s.get_final_message()
             else:
-                message = client.messages.create(**call.params)
+                message = create_message(client, call.params)
         except BaseException as exc:  # noqa: B036 - KeyboardInterrupt is recorded, then re-raised
             result = finish_error(call, exc, attempts=attempts[0])
             outcome.error_type = result.error_type
@@ -503,7 +503,7 @@ async def _run_async(agent: str | AgentSpec, task: str, model: str | None, strea
                             on_text(chunk)
                     message = await s.get_final_message()
             else:
-                message = await client.messages.create(**call.params)
+                message = await acreate_message(client, call.params)
         except BaseException as exc:  # noqa: B036 - cancellation is recorded, then re-raised
             result = finish_error(call, exc, attempts=attempts[0])
             outcome.error_type = result.error_type
