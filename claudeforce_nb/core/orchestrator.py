@@ -349,7 +349,9 @@ def from_cache(call: Call, on_text: TextCallback | None) -> AgentResult | None:
         return None
     cache = response_cache(call.settings)
     wb = _write_behind.get()
-    hit = (wb is not None and wb.answer(cache, call.key)) or cache.get(call.key)
+    hit = wb.answer(cache, call.key) if wb is not None else None  # answered earlier in this job
+    if hit is None:
+        hit = cache.get(call.key)
     if hit is None:
         return None
     usage = Usage(hit["input_tokens"], hit["output_tokens"], hit["cache_read_tokens"], hit["cache_write_tokens"])
