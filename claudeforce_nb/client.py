@@ -138,7 +138,7 @@ def sync_client(settings: Settings | None = None) -> anthropic.Anthropic:
     client = _sync_clients.get(key)
     if client is None:
         with _lock:
-            client = _sync_clients.get(key) or _build(s, key[1], is_async=False)
+            client = _sync_clients.get(key) or _build(s, key[1], is_async=False, spans=key[-1])
             _sync_clients[key] = client
     return client
 
@@ -153,7 +153,7 @@ def async_client(settings: Settings | None = None) -> anthropic.AsyncAnthropic:
         client = per_loop.get(key)
         if client is None:
             _forget_closed_loops()
-            client = per_loop[key] = _with_platform(_build(s, key[1], is_async=True))
+            client = per_loop[key] = _with_platform(_build(s, key[1], is_async=True, spans=key[-1]))
     return client
 
 
@@ -168,12 +168,12 @@ def _forget_closed_loops() -> None:
         del _async_clients[old]
 
 
-def _build(s: Settings, chosen: str, *, is_async: bool) -> Any:
+def _build(s: Settings, chosen: str, *, is_async: bool, spans: bool) -> Any:
     import anthropic
     import httpx2
 
     common: dict[str, Any] = {"max_retries": s.max_retries, "timeout": s.timeout_s}
-    if not _spans() and _sdk_has_spans():
+    if not spans and _sdk_has_spans():  # `spans` as the client's key has it
         common["open_telemetry"] = False  # else the SDK's default, ANTHROPIC_OPEN_TELEMETRY* included
     if chosen == "simulated":
         from .simulator import get_simulator

@@ -163,8 +163,8 @@ class ResponseCache:
         self.set_many([(key, payload)])
 
     def set_many(self, entries: list[tuple[str, dict[str, Any]]]) -> None:
-        """Store several answers in one transaction (the answers a map job got in one step of its
-        event loop): one commit instead of one per answer."""
+        """Store several answers in one transaction (the answers a map job got in the last 50 ms,
+        see `WriteBehind`): one commit instead of one per answer."""
         if not entries:
             return
         now = self.clock()
